@@ -1,0 +1,30 @@
+//! GEMM block sizes, all in one place.
+//!
+//! BLIS loop order: NC columns of B are packed per KC-deep slab; each thread packs an MC-row block of A and
+//! sweeps NR-wide B slivers (kept in L1 while MR-row A slivers stream past) over MR-row tiles.
+//!
+//! Sizes for the machine this was tuned on (48 KiB L1d, 2 MiB L2 per core):
+//! - KC·NR·4 bytes of a B sliver must sit in L1 next to the streaming A sliver: 256·32·4 = 32 KiB.
+//! - MC·KC·4 bytes of the packed A block live in L2: 224·256·4 = 224 KiB.
+//! - KC·NC·4 bytes of the packed B panel live in L2/L3: 256·3072·4 = 3 MiB.
+
+/// Tile and cache-block sizes for one microkernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Blocking {
+    /// Rows of a microkernel tile.
+    pub mr: usize,
+    /// Columns of a microkernel tile.
+    pub nr: usize,
+    /// Depth of a packed slab.
+    pub kc: usize,
+    /// Rows of A packed per block (a multiple of `mr`).
+    pub mc: usize,
+    /// Columns of B packed per panel (a multiple of `nr`).
+    pub nc: usize,
+}
+
+pub const AVX512: Blocking = Blocking { mr: 14, nr: 32, kc: 256, mc: 14 * 16, nc: 3072 };
+pub const AVX2: Blocking = Blocking { mr: 6, nr: 16, kc: 256, mc: 6 * 24, nc: 3072 };
+
+/// Below this many multiply-adds (m·n·k) a GEMM runs on the calling thread only.
+pub const PARALLEL_MIN_FLOPS: usize = 1 << 18;

@@ -1,0 +1,192 @@
+//! A network = an MLP encoder (the part federated jobs share) + one task head, over one parameter buffer.
+
+use super::dense::Dense;
+use super::head::{Head, HeadKind, Targets};
+use super::init::{SplitMix, init_dense};
+use super::layout::ParamLayout;
+use super::optimizer::Optimizer;
+use crate::EngineError;
+use crate::aligned::AlignedVec;
+use crate::kernels::activation::Activation;
+
+/// Shape of a network: encoder widths (input first), hidden activation, head.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NetworkSpec {
+    /// `[input, hidden1, hidden2, ...]`: the encoder maps `input` to the last width.
+    pub encoder: Vec<usize>,
+    pub activation: Activation,
+    pub head: HeadKind,
+    pub outputs: usize,
+}
+
+#[derive(Clone, Debug)]
+pub struct Network {
+    pub spec: NetworkSpec,
+    pub layout: ParamLayout,
+    /// Encoder layers, named `encoder.{i}.weight` / `encoder.{i}.bias`.
+    pub encoder: Vec<Dense>,
+    /// The head, named `head.weight` / `head.bias`.
+    pub head: Head,
+}
+
+/// Per-layer activations and gradients for one batch size, allocated once and reused every step.
+#[derive(Clone, Debug, Default)]
+pub struct Workspace {
+    batch: usize,
+    /// One entry per encoder layer plus one for the head.
+    layers: Vec<LayerBuffers>,
+}
+
+#[derive(Clone, Debug, Default)]
+struct LayerBuffers {
+    z: AlignedVec,
+    a: AlignedVec,
+    da: AlignedVec,
+    dz: AlignedVec,
+}
+
+impl Workspace {
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+}
+
+impl Network {
+    pub fn new(spec: NetworkSpec) -> Result<Self, EngineError> {
+        if spec.encoder.len() < 2 {
+            return Err(EngineError::InvalidModel("the encoder needs an input width and at least one layer".into()));
+        }
+        if spec.outputs == 0 {
+            return Err(EngineError::InvalidModel("the head needs at least one output".into()));
+        }
+        let mut layout = ParamLayout::new();
+        let encoder = spec
+            .encoder
+            .windows(2)
+            .enumerate()
+            .map(|(i, w)| Dense::new(&mut layout, &format!("encoder.{i}"), w[0], w[1], spec.activation))
+            .collect::<Result<Vec<_>, _>>()?;
+        let head = Head::new(&mut layout, "head", spec.head, *spec.encoder.last().unwrap(), spec.outputs)?;
+        Ok(Self { spec, layout, encoder, head })
+    }
+
+    pub fn input_dim(&self) -> usize {
+        self.spec.encoder[0]
+    }
+
+    /// A freshly initialised parameter buffer.
+    pub fn init_params(&self, seed: u64) -> AlignedVec {
+        let mut params = AlignedVec::zeros(self.layout.total_len());
+        let mut rng = SplitMix::new(seed);
+        for layer in self.encoder.iter().chain(std::iter::once(&self.head.dense)) {
+            init_dense(layer, &self.layout, &mut params, &mut rng);
+        }
+        params
+    }
+
+    /// A workspace for batches of up to `batch` rows.
+    pub fn workspace(&self, batch: usize) -> Workspace {
+        let mut ws = Workspace::default();
+        self.fit_workspace(&mut ws, batch);
+        ws
+    }
+
+    fn fit_workspace(&self, ws: &mut Workspace, batch: usize) {
+        let widths: Vec<usize> = self.encoder.iter().map(|l| l.out_dim).chain([self.head.outputs()]).collect();
+        ws.layers.resize_with(widths.len(), LayerBuffers::default);
+        for (buf, w) in ws.layers.iter_mut().zip(widths) {
+            for v in [&mut buf.z, &mut buf.a, &mut buf.da, &mut buf.dz] {
+                v.resize(batch * w);
+            }
+        }
+        ws.batch = batch;
+    }
+
+    fn check_input(&self, x: &[f32]) -> Result<usize, EngineError> {
+        let d = self.input_dim();
+        if !x.len().is_multiple_of(d) {
+            return Err(EngineError::Shape { what: "input rows", expected: d, got: x.len() % d });
+        }
+        Ok(x.len() / d)
+    }
+
+    /// Runs the network on `x` (`rows x input`), returning the head's logits (`rows x outputs`).
+    pub fn forward<'w>(&self, params: &[f32], x: &[f32], ws: &'w mut Workspace) -> Result<&'w [f32], EngineError> {
+        let rows = self.check_input(x)?;
+        if ws.batch != rows {
+            self.fit_workspace(ws, rows);
+        }
+        let layers: Vec<&Dense> = self.encoder.iter().chain([&self.head.dense]).collect();
+        for (i, layer) in layers.iter().enumerate() {
+            let (before, rest) = ws.layers.split_at_mut(i);
+            let input: &[f32] = if i == 0 { x } else { &before[i - 1].a };
+            let buf = &mut rest[0];
+            layer.forward(&self.layout, params, input, &mut buf.z, &mut buf.a);
+        }
+        Ok(&ws.layers.last().unwrap().a)
+    }
+
+    /// Loss of the batch and its gradient w.r.t. every parameter, written (not added) into `grads`.
+    pub fn loss_and_grad(
+        &self,
+        params: &[f32],
+        x: &[f32],
+        targets: Targets,
+        ws: &mut Workspace,
+        grads: &mut [f32],
+    ) -> Result<f32, EngineError> {
+        if grads.len() != params.len() {
+            return Err(EngineError::Shape { what: "gradient buffer", expected: params.len(), got: grads.len() });
+        }
+        self.forward(params, x, ws)?;
+        let top = ws.layers.last_mut().unwrap();
+        let loss = self.head.loss(&top.a, targets, &mut top.da)?;
+        grads.fill(0.0);
+        let layers: Vec<&Dense> = self.encoder.iter().chain([&self.head.dense]).collect();
+        for i in (0..layers.len()).rev() {
+            let (before, rest) = ws.layers.split_at_mut(i);
+            let buf = &mut rest[0];
+            let (input, dx): (&[f32], Option<&mut [f32]>) = match before.last_mut() {
+                Some(prev) => (&prev.a, Some(&mut prev.da)),
+                None => (x, None),
+            };
+            layers[i].backward(&self.layout, params, input, &buf.z, &buf.a, &buf.da, &mut buf.dz, grads, dx);
+        }
+        Ok(loss)
+    }
+
+    /// One optimizer step on one batch; returns the batch loss before the step.
+    pub fn train_step(
+        &self,
+        params: &mut [f32],
+        optimizer: &mut Optimizer,
+        x: &[f32],
+        targets: Targets,
+        ws: &mut Workspace,
+        grads: &mut [f32],
+    ) -> Result<f32, EngineError> {
+        let loss = self.loss_and_grad(params, x, targets, ws, grads)?;
+        optimizer.step(params, grads);
+        Ok(loss)
+    }
+
+    /// Arg-max class of every row (softmax heads), written into `out`.
+    pub fn predict_classes(
+        &self,
+        params: &[f32],
+        x: &[f32],
+        ws: &mut Workspace,
+        out: &mut Vec<u32>,
+    ) -> Result<(), EngineError> {
+        let k = self.head.outputs();
+        let logits = self.forward(params, x, ws)?;
+        out.clear();
+        out.extend(logits.chunks_exact(k).map(|row| {
+            row.iter()
+                .enumerate()
+                .fold((0usize, f32::NEG_INFINITY), |best, (c, &v)| if v > best.1 { (c, v) } else { best })
+                .0 as u32
+        }));
+        Ok(())
+    }
+}
