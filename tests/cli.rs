@@ -1,0 +1,73 @@
+//! The `shoal` binary as a user runs it: real processes, real files.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn shoal() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_shoal"))
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("shoal-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn info_names_the_instruction_set_of_every_kernel_family() {
+    let out = shoal().arg("info").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    for family in ["gemm", "blas-1 / aggregation", "activations / losses", "optimizers", "sparse rows", "rayon threads"]
+    {
+        assert!(text.contains(family), "missing {family} in:\n{text}");
+    }
+    let best = shoal_engine::Isa::supported()[0];
+    assert!(text.contains(best.label()), "GEMM should use {} here:\n{text}", best.label());
+}
+
+#[test]
+fn help_explains_every_command() {
+    let out = shoal().arg("--help").output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    for cmd in ["info", "data", "demo"] {
+        assert!(text.contains(cmd), "{text}");
+    }
+}
+
+#[test]
+fn demo_with_a_bad_option_fails_in_one_line() {
+    let out = shoal().args(["demo", "--lr", "-1"]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("--lr"), "{err}");
+}
+
+#[test]
+fn corrupt_dataset_is_reported_with_its_path() {
+    let dir = scratch("corrupt");
+    let mnist = dir.join("mnist");
+    std::fs::create_dir_all(&mnist).unwrap();
+    for split in ["train", "val", "test"] {
+        std::fs::write(mnist.join(format!("{split}-images.idx")), [0u8, 0, 8, 3, 0, 0, 0]).unwrap();
+        std::fs::write(mnist.join(format!("{split}-labels.idx")), [0u8, 0, 8, 1, 0, 0, 0, 0]).unwrap();
+    }
+    let out = shoal().args(["demo", "--quiet", "--data-dir"]).arg(&dir).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("train-images.idx") && err.contains("truncated"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn verify_without_data_says_to_fetch() {
+    let dir = scratch("empty");
+    let out = shoal().args(["data", "verify", "--data-dir"]).arg(&dir).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("shoal data fetch"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
