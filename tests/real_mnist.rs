@@ -3,9 +3,9 @@
 
 use std::path::PathBuf;
 
+use shoal::data::DataDir;
 use shoal::data::fetch::fetch_all;
 use shoal::data::mnist::Mnist;
-use shoal::data::DataDir;
 use shoal::demo::{DemoConfig, run};
 
 fn data_dir() -> PathBuf {

@@ -106,3 +106,19 @@ pub fn portable_label() -> &'static str {
         "scalar"
     }
 }
+
+/// Hints the CPU to start loading the cache line holding `s[i]` into L1; does nothing past the end.
+#[inline(always)]
+pub(crate) fn prefetch(s: &[f32], i: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if i < s.len() {
+        #[allow(unsafe_code)]
+        // SAFETY: `i` is in bounds, so the pointer is valid; a prefetch never faults and writes nothing.
+        // SSE (and so PREFETCHT0) is part of the x86-64 baseline.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(s.as_ptr().add(i).cast())
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (s, i);
+}

@@ -1,0 +1,110 @@
+//! The shoal side of `benches/compare/`: measures one workload and prints one JSON line.
+//!
+//! Run through `benches/compare/run.sh`, which measures the peers (numpy, OpenBLAS, PyTorch) in the same run
+//! and prints the ratios. Usage: `compare wsum|sgemm|mlp [--threads T] [...]`; every figure is the best of
+//! several timed repetitions after a warm-up.
+
+use std::time::Instant;
+
+use rayon::prelude::*;
+use shoal_engine::AlignedVec;
+use shoal_engine::gemm::{MatRef, gemm};
+use shoal_engine::kernels::{self, Activation};
+use shoal_engine::model::{HeadKind, Network, NetworkSpec, Optimizer, OptimizerKind, SplitMix, Targets};
+
+fn arg(args: &[String], name: &str, default: usize) -> usize {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .map(|v| v.parse().unwrap_or_else(|_| panic!("{name} takes a whole number")))
+        .unwrap_or(default)
+}
+
+/// Best time of `reps` runs of `f`, after one warm-up run.
+fn best_of(reps: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    (0..reps)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+/// out = Σ wᵢ xᵢ over N x P, against a read-only pass over the same bytes with the same threads.
+fn wsum(n: usize, p: usize, reps: usize) -> String {
+    let mut rng = SplitMix::new(1);
+    let inputs: Vec<AlignedVec> = (0..n)
+        .map(|_| {
+            let mut v = AlignedVec::zeros(p);
+            v.par_chunks_mut(1 << 16).for_each(|c| c.iter_mut().enumerate().for_each(|(i, x)| *x = (i % 97) as f32));
+            v
+        })
+        .collect();
+    let weights: Vec<f32> = (0..n).map(|_| rng.uniform(0.0, 1.0)).collect();
+    let views: Vec<&[f32]> = inputs.iter().map(|v| v.as_slice()).collect();
+    let mut out = AlignedVec::zeros(p);
+    let bytes = (n * p * 4) as f64;
+    let t = best_of(reps, || kernels::weighted_sum(&views, &weights, &mut out));
+    // The probe (STREAM-like read): each input read once, front to back, split into long runs over the
+    // same rayon pool; no writes.
+    const RUN: usize = 1 << 18;
+    let mut sink = 0.0f32;
+    let probe = best_of(reps, || {
+        for v in &views {
+            sink += v.par_chunks(RUN).map(kernels::sum).sum::<f32>();
+        }
+    });
+    std::hint::black_box(sink);
+    format!(r#"{{"wsum_gbps": {:.2}, "probe_gbps": {:.2}}}"#, bytes / t / 1e9, bytes / probe / 1e9)
+}
+
+fn sgemm(n: usize, reps: usize) -> String {
+    let mut rng = SplitMix::new(2);
+    let a: Vec<f32> = (0..n * n).map(|_| rng.uniform(-1.0, 1.0)).collect();
+    let b: Vec<f32> = (0..n * n).map(|_| rng.uniform(-1.0, 1.0)).collect();
+    let mut c = vec![0.0; n * n];
+    let t = best_of(reps, || gemm(1.0, MatRef::new(&a, n, n), MatRef::new(&b, n, n), 0.0, &mut c));
+    format!(r#"{{"gflops": {:.1}}}"#, 2.0 * (n * n * n) as f64 / t / 1e9)
+}
+
+/// One training step of 784-256-128-10 (ReLU, softmax cross-entropy, plain SGD) on a batch.
+fn mlp(batch: usize, steps: usize, reps: usize) -> String {
+    let net = Network::new(NetworkSpec {
+        encoder: vec![784, 256, 128],
+        activation: Activation::Relu,
+        head: HeadKind::Softmax,
+        outputs: 10,
+    })
+    .expect("valid network");
+    let mut params = net.init_params(3);
+    let mut grads = vec![0.0; params.len()];
+    let mut opt = Optimizer::new(OptimizerKind::Sgd { lr: 0.01 }, params.len());
+    let mut ws = net.workspace(batch);
+    let mut rng = SplitMix::new(4);
+    let x: Vec<f32> = (0..batch * 784).map(|_| rng.next_f32()).collect();
+    let y: Vec<u32> = (0..batch).map(|_| rng.below(10) as u32).collect();
+    let t = best_of(reps, || {
+        for _ in 0..steps {
+            net.train_step(&mut params, &mut opt, &x, Targets::Classes(&y), &mut ws, &mut grads).unwrap();
+        }
+    });
+    format!(r#"{{"samples_per_sec": {:.0}}}"#, (batch * steps) as f64 / t)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let threads = arg(&args, "--threads", 0);
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("thread pool");
+    let line = pool.install(|| match args.first().map(String::as_str) {
+        Some("wsum") => wsum(arg(&args, "--n", 32), arg(&args, "--p", 1 << 24), arg(&args, "--reps", 5)),
+        Some("sgemm") => sgemm(arg(&args, "--n", 1024), arg(&args, "--reps", 5)),
+        Some("mlp") => mlp(arg(&args, "--batch", 256), arg(&args, "--steps", 50), arg(&args, "--reps", 5)),
+        _ => {
+            eprintln!("usage: compare wsum|sgemm|mlp [--threads T] [--n N] [--p P] [--batch B] [--reps R]");
+            std::process::exit(2);
+        }
+    });
+    println!("{line}");
+}
