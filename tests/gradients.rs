@@ -157,3 +157,34 @@ fn embedding_bag_gradient_matches_finite_differences() {
         assert!((dense[i] - fd).abs() < 1e-5, "row {} dim {}: {} vs {fd}", i / 3, i % 3, dense[i]);
     }
 }
+
+/// The sharded step (one batch shard per thread) computes the same loss and gradient as the serial one,
+/// up to summation order, for every head kind and for uneven shard sizes.
+#[test]
+fn sharded_gradients_equal_serial_gradients() {
+    for head in [HeadKind::Softmax, HeadKind::Logistic, HeadKind::Linear] {
+        let net =
+            Network::new(NetworkSpec { encoder: vec![20, 48, 24], activation: Activation::Tanh, head, outputs: 3 })
+                .unwrap();
+        let params = net.init_params(9);
+        let mut rng = SplitMix::new(10);
+        let rows = 203;
+        let x: Vec<f32> = (0..rows * 20).map(|_| rng.uniform(-1.0, 1.0)).collect();
+        let labels: Vec<u32> = (0..rows).map(|_| rng.below(3) as u32).collect();
+        let values: Vec<f32> = (0..rows * 3).map(|_| rng.below(2) as f32).collect();
+        let targets = if head == HeadKind::Softmax { Targets::Classes(&labels) } else { Targets::Values(&values) };
+        let mut serial = vec![0.0; params.len()];
+        let want = net.loss_and_grad_serial(&params, &x, targets, &mut net.workspace(rows), &mut serial).unwrap();
+        for threads in [2, 3] {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let mut sharded = vec![f32::NAN; params.len()];
+            let got = pool
+                .install(|| net.loss_and_grad(&params, &x, targets, &mut net.workspace(rows), &mut sharded))
+                .unwrap();
+            assert!((got - want).abs() <= 1e-5 * want.abs(), "{head:?} x{threads}: loss {got} vs {want}");
+            for (i, (a, b)) in sharded.iter().zip(&serial).enumerate() {
+                assert!((a - b).abs() <= 1e-5 * b.abs() + 1e-7, "{head:?} x{threads}: grad[{i}] {a} vs {b}");
+            }
+        }
+    }
+}

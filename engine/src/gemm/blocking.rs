@@ -26,5 +26,7 @@ pub struct Blocking {
 pub const AVX512: Blocking = Blocking { mr: 14, nr: 32, kc: 256, mc: 14 * 16, nc: 3072 };
 pub const AVX2: Blocking = Blocking { mr: 6, nr: 16, kc: 256, mc: 6 * 24, nc: 3072 };
 
-/// Below this many multiply-adds (m·n·k) a GEMM runs on the calling thread only.
-pub const PARALLEL_MIN_FLOPS: usize = 1 << 18;
+/// Below this many multiply-adds (m·n·k) a GEMM runs on the calling thread only. A rayon fork-join costs
+/// 15-75 µs on the machines this was tuned on (more when the workers have gone to sleep), so a GEMM must
+/// take well over 100 µs on one core before splitting it pays.
+pub const PARALLEL_MIN_FLOPS: usize = 1 << 24;

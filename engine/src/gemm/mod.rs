@@ -118,6 +118,7 @@ fn scalar(alpha: f32, a: &MatRef, b: &MatRef, overwrite: bool, c: &mut [f32]) {
 }
 
 thread_local! {
+    static SERIAL: Cell<bool> = const { Cell::new(false) };
     static PACK_A: Cell<AlignedVec> = Cell::new(AlignedVec::default());
     static PACK_B: Cell<AlignedVec> = Cell::new(AlignedVec::default());
 }
@@ -132,42 +133,68 @@ fn give_back(key: &'static std::thread::LocalKey<Cell<AlignedVec>>, buf: Aligned
     key.with(|c| c.set(buf));
 }
 
-/// Rows of C per parallel work item: a multiple of MR, at most MC, and an even split across threads.
-fn row_block(m: usize, bl: &Blocking, threads: usize) -> usize {
-    if threads <= 1 {
-        return bl.mc;
+/// Start rows of the row blocks C is split into: at most MC rows each, multiples of MR (except the last
+/// block's end), and a count that is a multiple of `threads` so every thread gets the same share.
+fn row_blocks(m: usize, bl: &Blocking, threads: usize, starts: &mut Vec<usize>) {
+    starts.clear();
+    let parts = if threads <= 1 { m.div_ceil(bl.mc) } else { m.div_ceil(bl.mc).div_ceil(threads) * threads };
+    let slivers = m.div_ceil(bl.mr);
+    // Distribute whole MR slivers as evenly as possible over `parts` blocks.
+    for t in 0..parts.min(slivers) {
+        starts.push((t * slivers / parts.min(slivers)) * bl.mr);
     }
-    let blocks = m.div_ceil(bl.mc).div_ceil(threads) * threads;
-    (m.div_ceil(blocks).div_ceil(bl.mr) * bl.mr).clamp(bl.mr, bl.mc)
 }
 
 fn blocked(kernel: Microkernel, alpha: f32, a: &MatRef, b: &MatRef, first_overwrites: bool, c: &mut [f32]) {
     let bl = kernel.blocking;
     let (m, k, n) = (a.rows, a.cols, b.cols);
-    let threads = if m * n * k >= PARALLEL_MIN_FLOPS && m > bl.mr { rayon::current_num_threads() } else { 1 };
-    let rows_per_block = row_block(m, &bl, threads);
+    let parallel = m * n * k >= PARALLEL_MIN_FLOPS && m > bl.mr && !SERIAL.with(Cell::get);
+    let threads = if parallel { rayon::current_num_threads() } else { 1 };
+    let mut starts = Vec::with_capacity(8);
+    row_blocks(m, &bl, threads, &mut starts);
     let mut bpack = take(&PACK_B);
     for jc in (0..n).step_by(bl.nc) {
         let nc = bl.nc.min(n - jc);
-        for pc in (0..k).step_by(bl.kc) {
-            let kc = bl.kc.min(k - pc);
-            bpack.resize(nc.div_ceil(bl.nr) * bl.nr * kc);
-            pack_b(b, pc, kc, jc, nc, bl.nr, &mut bpack);
-            let overwrite = first_overwrites && pc == 0;
-            let bpanel: &[f32] = &bpack;
-            let job = |(blk, cblock): (usize, &mut [f32])| {
-                let mc = cblock.len() / n;
-                let mut apack = take(&PACK_A);
+        // Pack the whole k-deep panel once (slab after slab: slab `pc / KC` starts at `pc · ncp`), so the
+        // compute below needs one parallel section, not one per slab: fork-join rounds cost more than
+        // the packing they would overlap at the sizes training uses.
+        let ncp = nc.div_ceil(bl.nr) * bl.nr;
+        bpack.resize(ncp * k);
+        let pack_slab = |(slab, dst): (usize, &mut [f32])| {
+            let pc = slab * bl.kc;
+            pack_b(b, pc, bl.kc.min(k - pc), jc, nc, bl.nr, dst);
+        };
+        if threads > 1 {
+            bpack.par_chunks_mut(ncp * bl.kc).enumerate().for_each(pack_slab);
+        } else {
+            bpack.chunks_mut(ncp * bl.kc).enumerate().for_each(pack_slab);
+        }
+        let bpanel: &[f32] = &bpack;
+        let job = |(i0, cblock): (usize, &mut [f32])| {
+            let mc = cblock.len() / n;
+            let mut apack = take(&PACK_A);
+            for pc in (0..k).step_by(bl.kc) {
+                let kc = bl.kc.min(k - pc);
                 apack.resize(mc.div_ceil(bl.mr) * bl.mr * kc);
-                pack_a(a, blk * rows_per_block, mc, pc, kc, bl.mr, alpha, &mut apack);
-                macro_tile(&kernel, kc, &apack, bpanel, mc, nc, cblock, n, jc, overwrite);
-                give_back(&PACK_A, apack);
-            };
-            if threads > 1 {
-                c.par_chunks_mut(rows_per_block * n).enumerate().for_each(job);
-            } else {
-                c.chunks_mut(rows_per_block * n).enumerate().for_each(job);
+                pack_a(a, i0, mc, pc, kc, bl.mr, alpha, &mut apack);
+                let overwrite = first_overwrites && pc == 0;
+                macro_tile(&kernel, kc, &apack, &bpanel[pc * ncp..], mc, nc, cblock, n, jc, overwrite);
             }
+            give_back(&PACK_A, apack);
+        };
+        // Disjoint row blocks of C, one work item each.
+        let mut blocks: Vec<(usize, &mut [f32])> = Vec::with_capacity(starts.len());
+        let mut rest: &mut [f32] = &mut *c;
+        for (t, &i0) in starts.iter().enumerate() {
+            let end = starts.get(t + 1).copied().unwrap_or(m);
+            let (block, tail) = std::mem::take(&mut rest).split_at_mut((end - i0) * n);
+            blocks.push((i0, block));
+            rest = tail;
+        }
+        if threads > 1 {
+            blocks.into_par_iter().for_each(job);
+        } else {
+            blocks.into_iter().for_each(job);
         }
     }
     give_back(&PACK_B, bpack);
@@ -192,6 +219,8 @@ fn macro_tile(
 ) {
     let Blocking { mr, nr, .. } = kernel.blocking;
     debug_assert!(mr * nr <= MAX_TILE);
+    // Edge tiles are computed here first; the kernel overwrites every element, so no re-zeroing per tile.
+    let mut tile = [0.0f32; MAX_TILE];
     for jr in (0..nc).step_by(nr) {
         let bs = &bpack[(jr / nr) * nr * kc..][..nr * kc];
         let cols = nr.min(nc - jr);
@@ -202,7 +231,6 @@ fn macro_tile(
             if rows == mr && cols == nr {
                 kernel.run(kc, asl, bs, &mut cblock[off..], ldc, overwrite);
             } else {
-                let mut tile = [0.0f32; MAX_TILE];
                 kernel.run(kc, asl, bs, &mut tile, nr, true);
                 for i in 0..rows {
                     let dst = &mut cblock[off + i * ldc..][..cols];
@@ -218,6 +246,20 @@ fn macro_tile(
             }
         }
     }
+}
+
+/// Runs `f` with every GEMM it makes confined to the calling thread: for callers that already split the
+/// work across threads at a coarser grain (e.g. one batch shard per thread), where nested fork-joins
+/// would only add synchronisation.
+pub fn serial<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            SERIAL.with(|s| s.set(self.0));
+        }
+    }
+    let _restore = Restore(SERIAL.with(|s| s.replace(true)));
+    f()
 }
 
 /// C = A·B for row-major A (m x k) and B (k x n), overwriting C.
