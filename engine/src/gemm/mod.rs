@@ -17,7 +17,7 @@ use rayon::prelude::*;
 use crate::Isa;
 use crate::aligned::AlignedVec;
 use crate::simd::microkernel::Microkernel;
-use blocking::{Blocking, PARALLEL_MIN_FLOPS};
+use blocking::{Blocking, PARALLEL_MIN_FLOPS, SLABS_PER_PANEL};
 use pack::{pack_a, pack_b};
 
 /// A read-only strided matrix view: element (i, j) is `data[i·rs + j·cs]`.
@@ -155,53 +155,56 @@ fn blocked(kernel: Microkernel, alpha: f32, a: &MatRef, b: &MatRef, first_overwr
     let mut bpack = take(&PACK_B);
     for jc in (0..n).step_by(bl.nc) {
         let nc = bl.nc.min(n - jc);
-        // Pack the whole k-deep panel once (slab after slab: slab `pc / KC` starts at `pc · ncp`), so the
-        // compute below needs one parallel section, not one per slab: fork-join rounds cost more than
-        // the packing they would overlap at the sizes training uses.
         let ncp = nc.div_ceil(bl.nr) * bl.nr;
-        bpack.resize(ncp * k);
-        let pack_slab = |(slab, dst): (usize, &mut [f32])| {
-            let pc = slab * bl.kc;
-            pack_b(b, pc, bl.kc.min(k - pc), jc, nc, bl.nr, dst);
-        };
-        if threads > 1 {
-            bpack.par_chunks_mut(ncp * bl.kc).enumerate().for_each(pack_slab);
-        } else {
-            bpack.chunks_mut(ncp * bl.kc).enumerate().for_each(pack_slab);
-        }
-        let bpanel: &[f32] = &bpack;
-        let job = |(i0, cblock): (usize, &mut [f32])| {
-            let mc = cblock.len() / n;
-            let mut apack = take(&PACK_A);
-            for pc in (0..k).step_by(bl.kc) {
-                let kc = bl.kc.min(k - pc);
-                apack.resize(mc.div_ceil(bl.mr) * bl.mr * kc);
-                pack_a(a, i0, mc, pc, kc, bl.mr, alpha, &mut apack);
-                let overwrite = first_overwrites && pc == 0;
-                macro_tile(&kernel, kc, &apack, &bpanel[pc * ncp..], mc, nc, cblock, n, jc, overwrite);
+        for kp in (0..k).step_by(bl.kc * SLABS_PER_PANEL) {
+            let kpn = (bl.kc * SLABS_PER_PANEL).min(k - kp);
+            // Pack up to SLABS_PER_PANEL slabs at once (slab `s` starts at `s · KC · ncp`), so the compute
+            // below needs one parallel section per panel, not one per slab: fork-join rounds cost more than
+            // the packing they would overlap at the sizes training uses.
+            bpack.resize(ncp * kpn);
+            let pack_slab = |(slab, dst): (usize, &mut [f32])| {
+                let pc = kp + slab * bl.kc;
+                pack_b(b, pc, bl.kc.min(k - pc), jc, nc, bl.nr, dst);
+            };
+            if threads > 1 {
+                bpack.par_chunks_mut(ncp * bl.kc).enumerate().for_each(pack_slab);
+            } else {
+                bpack.chunks_mut(ncp * bl.kc).enumerate().for_each(pack_slab);
             }
-            give_back(&PACK_A, apack);
-        };
-        // Disjoint row blocks of C, one work item each.
-        let mut blocks: Vec<(usize, &mut [f32])> = Vec::with_capacity(starts.len());
-        let mut rest: &mut [f32] = &mut *c;
-        for (t, &i0) in starts.iter().enumerate() {
-            let end = starts.get(t + 1).copied().unwrap_or(m);
-            let (block, tail) = std::mem::take(&mut rest).split_at_mut((end - i0) * n);
-            blocks.push((i0, block));
-            rest = tail;
-        }
-        if threads > 1 {
-            blocks.into_par_iter().for_each(job);
-        } else {
-            blocks.into_iter().for_each(job);
+            let bpanel: &[f32] = &bpack;
+            let job = |(i0, cblock): (usize, &mut [f32])| {
+                let mc = cblock.len() / n;
+                let mut apack = take(&PACK_A);
+                for pc in (kp..kp + kpn).step_by(bl.kc) {
+                    let kc = bl.kc.min(k - pc);
+                    apack.resize(mc.div_ceil(bl.mr) * bl.mr * kc);
+                    pack_a(a, i0, mc, pc, kc, bl.mr, alpha, &mut apack);
+                    let overwrite = first_overwrites && pc == 0;
+                    macro_tile(&kernel, kc, &apack, &bpanel[(pc - kp) * ncp..], mc, nc, cblock, n, jc, overwrite);
+                }
+                give_back(&PACK_A, apack);
+            };
+            // Disjoint row blocks of C, one work item each.
+            let mut blocks: Vec<(usize, &mut [f32])> = Vec::with_capacity(starts.len());
+            let mut rest: &mut [f32] = &mut *c;
+            for (t, &i0) in starts.iter().enumerate() {
+                let end = starts.get(t + 1).copied().unwrap_or(m);
+                let (block, tail) = std::mem::take(&mut rest).split_at_mut((end - i0) * n);
+                blocks.push((i0, block));
+                rest = tail;
+            }
+            if threads > 1 {
+                blocks.into_par_iter().for_each(job);
+            } else {
+                blocks.into_iter().for_each(job);
+            }
         }
     }
     give_back(&PACK_B, bpack);
 }
 
 /// Largest MR x NR tile of any microkernel (edge tiles are computed into a stack buffer this big).
-const MAX_TILE: usize = 14 * 32;
+const MAX_TILE: usize = 12 * 32;
 
 /// All tiles of one packed A block against one packed B panel. `cblock` holds the block's rows of C.
 #[allow(clippy::too_many_arguments)]

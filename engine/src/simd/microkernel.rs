@@ -1,8 +1,8 @@
 //! The register-blocked GEMM microkernel: C[MR x NR] (+)= Ã[MR x kc] · B̃[kc x NR] over packed panels.
 //!
 //! Packed A holds MR floats per k step (column of the sliver), packed B holds NR floats per k step (row of
-//! the sliver); see `crate::gemm::pack`. The kernel keeps MR x NR/LANES accumulators in registers: 14 x 2
-//! zmm on AVX-512 (28 of 32 registers), 6 x 2 ymm on AVX2 (12 of 16).
+//! the sliver); see `crate::gemm::pack`. The kernel keeps MR x NR/LANES accumulators in registers: 12 x 2
+//! zmm on AVX-512 (24 of 32 registers), 6 x 2 ymm on AVX2 (12 of 16).
 #![allow(unsafe_code)]
 
 #[cfg(target_arch = "x86_64")]
@@ -180,7 +180,7 @@ macro_rules! microkernel {
 }
 
 microkernel!(
-    /// 14 x 32 AVX-512F microkernel.
+    /// 12 x 32 AVX-512F microkernel.
     kernel_avx512,
     "avx512f",
     __m512,
