@@ -1,0 +1,124 @@
+#!/usr/bin/env python3
+"""shoal against its peers, in one run: every line is a ratio of two figures measured here, now.
+
+Called by run.sh with the path of the shoal `compare` binary. Peers: a STREAM-like read probe (in the shoal
+binary, same threads), numpy (np.average and the BLAS sgemv `w @ stack`), numpy's OpenBLAS sgemm, and
+PyTorch on the same MLP training step. Targets are the ones the project set for each figure.
+"""
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+from threadpoolctl import threadpool_info, threadpool_limits
+
+SHOAL = sys.argv[1]
+QUICK = "--quick" in sys.argv
+ROWS = []
+
+
+def shoal(*args):
+    # OpenBLAS and OpenMP worker threads of this process keep spinning on a core for a while after each
+    # peer call; let them fall asleep so they don't steal a core from the measurement.
+    time.sleep(1.0)
+    out = subprocess.run([SHOAL, *map(str, args)], check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def best_of(reps, f):
+    f()
+    best = float("inf")
+    for _ in range(reps):
+        t = time.perf_counter()
+        f()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def row(name, ours, peer_name, peer, unit, target):
+    ratio = ours / peer
+    verdict = "ok" if ratio >= target else "MISS"
+    ROWS.append((name, ours, peer_name, peer, unit, ratio, target, verdict))
+    print(f"{name:<34} shoal {ours:>9.1f} {unit:<10} {peer_name:<26} {peer:>9.1f}  ratio {ratio:5.2f}x  (target >= {target}x) {verdict}", flush=True)
+
+
+def weighted_sum():
+    n, p = (32, 1 << 22) if QUICK else (32, 1 << 24)
+    stack = np.empty((n, p), dtype=np.float32)
+    for i in range(n):
+        stack[i] = (np.arange(p, dtype=np.float32) % 97)
+    w = np.random.default_rng(1).random(n, dtype=np.float32)
+    gb = n * p * 4 / 1e9
+    for threads in (1, 2):
+        r = shoal("wsum", "--threads", threads, "--n", n, "--p", p, "--reps", 5)
+        with threadpool_limits(threads):
+            sgemv = gb / best_of(5, lambda: w @ stack)
+        average = gb / best_of(2, lambda: np.average(stack, axis=0, weights=w))
+        tag = f"weighted sum 32x{p >> 20}M, {threads}t"
+        row(tag, r["wsum_gbps"], "read probe (same run)", r["probe_gbps"], "GB/s", 0.9)
+        row(tag, r["wsum_gbps"], "np.average", average, "GB/s", 5.0)
+        row(tag, r["wsum_gbps"], "numpy w @ stack (sgemv)", sgemv, "GB/s", 1.0)
+    del stack
+
+
+def sgemm():
+    sizes = (256, 512, 1024) if QUICK else (256, 512, 1024, 2048)
+    for threads in (1, 2):
+        for n in sizes:
+            a = np.random.default_rng(2).random((n, n), dtype=np.float32)
+            b = np.random.default_rng(3).random((n, n), dtype=np.float32)
+            reps = max(3, int(2e9 / (2 * n ** 3)))
+            # Interleave: shoal, peer, shoal; keep each side's best.
+            ours = shoal("sgemm", "--threads", threads, "--n", n, "--reps", reps)["gflops"]
+            with threadpool_limits(threads):
+                peer = 2 * n ** 3 / best_of(reps, lambda: a @ b) / 1e9
+            ours = max(ours, shoal("sgemm", "--threads", threads, "--n", n, "--reps", reps)["gflops"])
+            row(f"sgemm {n}, {threads}t", ours, "OpenBLAS sgemm", peer, "GFLOP/s", 0.9 if n >= 1024 else 0.0)
+
+
+def mlp():
+    try:
+        import torch
+    except ImportError:
+        print("mlp step: PyTorch is not installed in this environment; skipped", flush=True)
+        return
+    batch = 256
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(
+            torch.nn.Linear(784, 256), torch.nn.ReLU(), torch.nn.Linear(256, 128), torch.nn.ReLU(), torch.nn.Linear(128, 10)
+        )
+        opt = torch.optim.SGD(model.parameters(), lr=0.01)
+        loss_fn = torch.nn.CrossEntropyLoss()
+        x = torch.rand(batch, 784)
+        y = torch.randint(0, 10, (batch,))
+
+        def steps():
+            for _ in range(50):
+                opt.zero_grad()
+                loss_fn(model(x), y).backward()
+                opt.step()
+
+        ours = shoal("mlp", "--threads", threads, "--batch", batch, "--steps", 50, "--reps", 5)["samples_per_sec"]
+        peer = 50 * batch / best_of(5, steps)
+        ours = max(ours, shoal("mlp", "--threads", threads, "--batch", batch, "--steps", 50, "--reps", 5)["samples_per_sec"])
+        target = 1.5 if threads == 1 else 1.3
+        row(f"MLP 784-256-128-10 step b256, {threads}t", ours / 1e3, f"PyTorch {torch.__version__.split('+')[0]}", peer / 1e3, "k samples/s", target)
+
+
+def main():
+    blas = [i for i in threadpool_info() if i.get("internal_api") == "openblas"]
+    arch = blas[0].get("architecture") if blas else "none"
+    print(f"numpy {np.__version__}, OpenBLAS kernel: {arch}; OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')}", flush=True)
+    weighted_sum()
+    sgemm()
+    mlp()
+    misses = [r for r in ROWS if r[-1] == "MISS"]
+    print(f"\n{len(ROWS) - len(misses)} ratios at or above target, {len(misses)} below", flush=True)
+
+
+if __name__ == "__main__":
+    main()
