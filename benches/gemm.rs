@@ -3,10 +3,10 @@
 
 use std::hint::black_box;
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use shoal_engine::gemm::{gemm_with, MatRef};
-use shoal_engine::model::SplitMix;
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use shoal_engine::Isa;
+use shoal_engine::gemm::{MatRef, gemm_with};
+use shoal_engine::model::SplitMix;
 
 fn matrix(len: usize, seed: u64) -> Vec<f32> {
     let mut rng = SplitMix::new(seed);

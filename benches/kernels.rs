@@ -3,12 +3,12 @@
 
 use std::hint::black_box;
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use shoal_engine::AlignedVec;
 use shoal_engine::kernels::optim::{self, AdamParams};
 use shoal_engine::kernels::sparse::{self, Bags};
-use shoal_engine::kernels::{self, activation, loss, Activation};
+use shoal_engine::kernels::{self, Activation, activation, loss};
 use shoal_engine::model::SplitMix;
-use shoal_engine::AlignedVec;
 
 fn data(len: usize, seed: u64) -> AlignedVec {
     let mut rng = SplitMix::new(seed);
@@ -22,8 +22,12 @@ fn blas1(c: &mut Criterion) {
     for &n in &[1 << 12, 1 << 20] {
         let (x, mut y) = (data(n, 1), data(n, 2));
         g.throughput(Throughput::Bytes((2 * n * 4) as u64));
-        g.bench_with_input(BenchmarkId::new("dot", n), &n, |b, _| b.iter(|| kernels::dot(black_box(&x), black_box(&y))));
-        g.bench_with_input(BenchmarkId::new("axpy", n), &n, |b, _| b.iter(|| kernels::axpy(0.5, black_box(&x), &mut y)));
+        g.bench_with_input(BenchmarkId::new("dot", n), &n, |b, _| {
+            b.iter(|| kernels::dot(black_box(&x), black_box(&y)))
+        });
+        g.bench_with_input(BenchmarkId::new("axpy", n), &n, |b, _| {
+            b.iter(|| kernels::axpy(0.5, black_box(&x), &mut y))
+        });
         g.throughput(Throughput::Bytes((n * 4) as u64));
         g.bench_with_input(BenchmarkId::new("norm2", n), &n, |b, _| b.iter(|| kernels::norm2(black_box(&x))));
     }
@@ -53,7 +57,9 @@ fn elementwise(c: &mut Criterion) {
     let (mut a, mut dz) = (AlignedVec::zeros(n), AlignedVec::zeros(n));
     g.throughput(Throughput::Elements(n as u64));
     for act in Activation::ALL {
-        g.bench_function(BenchmarkId::new("forward", act), |b| b.iter(|| activation::forward(act, black_box(&z), &mut a)));
+        g.bench_function(BenchmarkId::new("forward", act), |b| {
+            b.iter(|| activation::forward(act, black_box(&z), &mut a))
+        });
         activation::forward(act, &z, &mut a);
         g.bench_function(BenchmarkId::new("backward", act), |b| {
             b.iter(|| activation::backward(act, black_box(&z), &a, &da, &mut dz))
@@ -71,7 +77,9 @@ fn elementwise(c: &mut Criterion) {
         b.iter(|| loss::softmax_cross_entropy(black_box(&logits), classes, &labels, &mut grad).unwrap())
     });
     let targets: Vec<f32> = (0..rows * classes).map(|i| (i % 2) as f32).collect();
-    g.bench_function("sigmoid_bce_2560", |b| b.iter(|| loss::sigmoid_bce(black_box(&logits), &targets, &mut grad).unwrap()));
+    g.bench_function("sigmoid_bce_2560", |b| {
+        b.iter(|| loss::sigmoid_bce(black_box(&logits), &targets, &mut grad).unwrap())
+    });
     g.finish();
 }
 
@@ -84,7 +92,9 @@ fn optimizers(c: &mut Criterion) {
     g.bench_function("sgd", |b| b.iter(|| optim::sgd(&mut w, black_box(&gr), 0.01)));
     g.bench_function("momentum", |b| b.iter(|| optim::momentum(&mut w, black_box(&gr), &mut m, 0.01, 0.9)));
     g.bench_function("adagrad", |b| b.iter(|| optim::adagrad(&mut w, black_box(&gr), &mut m, 0.01, 1e-8)));
-    g.bench_function("adam", |b| b.iter(|| optim::adam(&mut w, black_box(&gr), &mut m, &mut v, AdamParams::default(), 10)));
+    g.bench_function("adam", |b| {
+        b.iter(|| optim::adam(&mut w, black_box(&gr), &mut m, &mut v, AdamParams::default(), 10))
+    });
     g.finish();
 }
 

@@ -7,6 +7,10 @@
 use super::lanes::{LANES, f32x8, load, store};
 use crate::EngineError;
 
+fn check_len(what: &'static str, expected: usize, got: usize) -> Result<(), EngineError> {
+    if expected == got { Ok(()) } else { Err(EngineError::Shape { what, expected, got }) }
+}
+
 /// Mean softmax cross-entropy of `logits` (rows x `classes`, row-major) against class `labels`; writes
 /// d(loss)/d(logits) into `grad` and returns the loss.
 pub fn softmax_cross_entropy(
@@ -16,12 +20,8 @@ pub fn softmax_cross_entropy(
     grad: &mut [f32],
 ) -> Result<f32, EngineError> {
     let rows = labels.len();
-    if logits.len() != rows * classes {
-        return Err(EngineError::Shape { what: "softmax logits", expected: rows * classes, got: logits.len() });
-    }
-    if grad.len() != logits.len() {
-        return Err(EngineError::Shape { what: "softmax gradient", expected: logits.len(), got: grad.len() });
-    }
+    check_len("softmax logits", rows * classes, logits.len())?;
+    check_len("softmax gradient", logits.len(), grad.len())?;
     if let Some(&label) = labels.iter().find(|&&l| l as usize >= classes) {
         return Err(EngineError::LabelOutOfRange { label, classes });
     }
@@ -60,12 +60,8 @@ pub fn softmax_cross_entropy(
 
 /// Mean sigmoid binary cross-entropy of `logits` against `targets` in [0, 1]; writes the gradient.
 pub fn sigmoid_bce(logits: &[f32], targets: &[f32], grad: &mut [f32]) -> Result<f32, EngineError> {
-    if targets.len() != logits.len() {
-        return Err(EngineError::Shape { what: "bce targets", expected: logits.len(), got: targets.len() });
-    }
-    if grad.len() != logits.len() {
-        return Err(EngineError::Shape { what: "bce gradient", expected: logits.len(), got: grad.len() });
-    }
+    check_len("bce targets", logits.len(), targets.len())?;
+    check_len("bce gradient", logits.len(), grad.len())?;
     let count = logits.len();
     if count == 0 {
         return Ok(0.0);
@@ -100,12 +96,8 @@ pub fn sigmoid_bce(logits: &[f32], targets: &[f32], grad: &mut [f32]) -> Result<
 
 /// Mean squared error ½·mean((y − t)²) over all entries; writes the gradient (y − t)/count.
 pub fn mse(outputs: &[f32], targets: &[f32], grad: &mut [f32]) -> Result<f32, EngineError> {
-    if targets.len() != outputs.len() {
-        return Err(EngineError::Shape { what: "mse targets", expected: outputs.len(), got: targets.len() });
-    }
-    if grad.len() != outputs.len() {
-        return Err(EngineError::Shape { what: "mse gradient", expected: outputs.len(), got: grad.len() });
-    }
+    check_len("mse targets", outputs.len(), targets.len())?;
+    check_len("mse gradient", outputs.len(), grad.len())?;
     let count = outputs.len();
     if count == 0 {
         return Ok(0.0);

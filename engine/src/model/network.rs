@@ -63,6 +63,14 @@ impl Workspace {
     }
 }
 
+fn check_grads(params: &[f32], grads: &[f32]) -> Result<(), EngineError> {
+    if grads.len() == params.len() {
+        Ok(())
+    } else {
+        Err(EngineError::Shape { what: "gradient buffer", expected: params.len(), got: grads.len() })
+    }
+}
+
 impl Network {
     pub fn new(spec: NetworkSpec) -> Result<Self, EngineError> {
         if spec.encoder.len() < 2 {
@@ -153,9 +161,7 @@ impl Network {
         ws: &mut Workspace,
         grads: &mut [f32],
     ) -> Result<f32, EngineError> {
-        if grads.len() != params.len() {
-            return Err(EngineError::Shape { what: "gradient buffer", expected: params.len(), got: grads.len() });
-        }
+        check_grads(params, grads)?;
         let rows = self.check_input(x)?;
         let shards = rayon::current_num_threads().min(rows / MIN_SHARD_ROWS);
         if shards <= 1 {
@@ -192,9 +198,7 @@ impl Network {
         ws: &mut Workspace,
         grads: &mut [f32],
     ) -> Result<f32, EngineError> {
-        if grads.len() != params.len() {
-            return Err(EngineError::Shape { what: "gradient buffer", expected: params.len(), got: grads.len() });
-        }
+        check_grads(params, grads)?;
         self.forward(params, x, ws)?;
         let top = ws.layers.last_mut().unwrap();
         let loss = self.head.loss(&top.a, targets, &mut top.da)?;
