@@ -12,3 +12,4 @@
 pub mod data;
 pub mod demo;
 pub mod info;
+pub mod inspect;

@@ -37,6 +37,14 @@ enum Command {
     },
     /// Train an MLP on real MNIST on this machine (fetching the data first if it is missing).
     Demo(DemoArgs),
+    /// Show what a parameter store holds: layout, both header slots, the committed version and counters.
+    Inspect {
+        /// The store file.
+        file: PathBuf,
+        /// Also re-read the committed data and check its checksum (reads the whole copy).
+        #[arg(long)]
+        verify: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -115,6 +123,10 @@ fn run(cli: Cli) -> Result<()> {
             fetch::verify_all(&dir, &mut |l| println!("{l}")).context("verifying the datasets")
         }
         Command::Demo(args) => run_demo(args),
+        Command::Inspect { file, verify } => {
+            print!("{}", shoal::inspect::report(&file, verify).context("inspecting the store")?);
+            Ok(())
+        }
     }
 }
 

@@ -71,3 +71,41 @@ fn verify_without_data_says_to_fetch() {
     assert!(err.contains("shoal data fetch"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn inspect_shows_the_store_and_verify_catches_a_flipped_bit() {
+    use shoal_engine::model::ParamLayout;
+    use shoal_engine::store::Store;
+    let dir = scratch("inspect");
+    let path = dir.join("model.shoal");
+    let mut layout = ParamLayout::new();
+    layout.push("encoder.0.weight", &[8, 4]).unwrap();
+    layout.push("head.bias", &[3]).unwrap();
+    let mut store = Store::create(&path, &layout, &vec![0.25; layout.total_len()]).unwrap();
+    store.params_mut().unwrap()[0] = 1.0;
+    store.commit(&[("round", 7)]).unwrap();
+    drop(store);
+
+    let out = shoal().arg("inspect").arg("--verify").arg(&path).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success(), "{text}");
+    for want in
+        ["version 1 in slot 1", "round=7", "encoder.0.weight", "[8, 4]", "head.bias", "checksum of version 1 ok"]
+    {
+        assert!(text.contains(want), "missing `{want}` in:\n{text}");
+    }
+
+    // Flip a bit of the committed data: plain inspect still opens (O(1)), --verify fails in one line.
+    let mut bytes = std::fs::read(&path).unwrap();
+    let needle = 1.0f32.to_le_bytes();
+    let at = (3 * 4096..bytes.len()).step_by(4096).find(|&a| bytes[a..a + 4] == needle).unwrap();
+    bytes[at + 8] ^= 1;
+    std::fs::write(&path, bytes).unwrap();
+    assert!(shoal().arg("inspect").arg(&path).status().unwrap().success());
+    let out = shoal().arg("inspect").arg("--verify").arg(&path).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("fails its checksum") && err.contains("model.shoal"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -30,6 +30,7 @@ pub mod kernels;
 pub mod model;
 pub mod oracle;
 pub mod simd;
+pub mod store;
 
 pub use aligned::AlignedVec;
 pub use error::EngineError;

@@ -6,8 +6,8 @@ use thiserror::Error;
 /// file it is about, so the one-line CLI error tells the user where to look.
 #[derive(Debug, Error)]
 pub enum DataError {
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {cause}")]
+    Io { path: PathBuf, cause: std::io::Error },
     #[error(
         "pip is not available ({tried}); install Python 3 with pip (e.g. `apt-get install python3-pip`) or set SHOAL_PIP"
     )]
@@ -30,5 +30,5 @@ pub enum DataError {
 
 pub(crate) fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> DataError {
     let path = path.into();
-    move |source| DataError::Io { path, source }
+    move |cause| DataError::Io { path, cause }
 }
