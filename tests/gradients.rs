@@ -188,3 +188,24 @@ fn sharded_gradients_equal_serial_gradients() {
         }
     }
 }
+
+#[test]
+fn wrong_target_counts_are_refused_on_both_paths() {
+    let net = Network::new(NetworkSpec {
+        encoder: vec![4, 8],
+        activation: Activation::Relu,
+        head: HeadKind::Softmax,
+        outputs: 3,
+    })
+    .unwrap();
+    let params = net.init_params(1);
+    let x = vec![0.5; 128 * 4];
+    let labels = vec![0u32; 129];
+    let mut g = vec![0.0; params.len()];
+    for threads in [1, 2] {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        let r =
+            pool.install(|| net.loss_and_grad(&params, &x, Targets::Classes(&labels), &mut net.workspace(128), &mut g));
+        assert!(r.is_err(), "{threads} threads accepted 129 labels for 128 rows");
+    }
+}

@@ -1,8 +1,8 @@
 //! The shoal side of `benches/compare/`: measures one workload and prints one JSON line.
 //!
 //! Run through `benches/compare/run.sh`, which measures the peers (numpy, OpenBLAS, PyTorch) in the same run
-//! and prints the ratios. Usage: `compare wsum|sgemm|mlp [--threads T] [...]`; every figure is the best of
-//! several timed repetitions after a warm-up.
+//! and prints the ratios. Usage: `compare wsum|sgemm|mlp|store [--threads T] [...]`; every figure is the best
+//! of several timed repetitions after a warm-up. `store` measures its own peer (a plain write + fsync).
 
 use std::time::Instant;
 
@@ -93,6 +93,60 @@ fn mlp(batch: usize, steps: usize, reps: usize) -> String {
     format!(r#"{{"samples_per_sec": {:.0}}}"#, (batch * steps) as f64 / t)
 }
 
+/// Open time of a large store, and commit of dirty data against a plain write + fsync of the same bytes.
+fn store(dir: &std::path::Path, open_gib: usize, commit_gib: usize) -> String {
+    use shoal_engine::model::ParamLayout;
+    use shoal_engine::store::Store;
+    use std::io::Write;
+    std::fs::create_dir_all(dir).expect("bench directory");
+    let make = |name: &str, gib: usize| {
+        let path = dir.join(name);
+        let _ = std::fs::remove_file(&path);
+        let mut layout = ParamLayout::new();
+        layout.push("params", &[gib << 28]).expect("layout");
+        drop(Store::create(&path, &layout, &vec![0.0; gib << 28]).expect("create store"));
+        path
+    };
+    let open_path = make("open.shoal", open_gib);
+    let open = best_of(5, || drop(Store::open(&open_path).expect("open")));
+    std::fs::remove_file(&open_path).ok();
+
+    let commit_path = make("commit.shoal", commit_gib);
+    let mut s = Store::open(&commit_path).expect("open");
+    let mut commit = f64::INFINITY;
+    for rep in 0..3 {
+        // Dirty every page of the working copy, then time the commit alone.
+        s.params_mut().expect("writable").iter_mut().step_by(1024).for_each(|x| *x += rep as f32 + 1.0);
+        let t = Instant::now();
+        s.commit(&[("rep", rep)]).expect("commit");
+        commit = commit.min(t.elapsed().as_secs_f64());
+    }
+    drop(s);
+    std::fs::remove_file(&commit_path).ok();
+
+    let plain_path = dir.join("plain.bin");
+    let buf = vec![1u8; commit_gib << 30];
+    // The peer at its best: overwrite an already allocated file sequentially, then fdatasync (no block
+    // allocation or metadata journaling in the timed part, as for the store's preallocated copies).
+    let mut f = std::fs::File::create(&plain_path).expect("plain file");
+    f.write_all(&buf).expect("write");
+    f.sync_all().expect("fsync");
+    drop(f);
+    let plain = best_of(2, || {
+        let mut f = std::fs::OpenOptions::new().write(true).open(&plain_path).expect("plain file");
+        f.write_all(&buf).expect("write");
+        f.sync_data().expect("fdatasync");
+    });
+    std::fs::remove_file(&plain_path).ok();
+    let gb = (commit_gib << 30) as f64 / 1e9;
+    format!(
+        r#"{{"open_ms": {:.3}, "open_gib": {open_gib}, "commit_gbps": {:.2}, "plain_write_gbps": {:.2}}}"#,
+        open * 1e3,
+        gb / commit,
+        gb / plain
+    )
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let threads = arg(&args, "--threads", 0);
@@ -100,9 +154,14 @@ fn main() {
     let line = pool.install(|| match args.first().map(String::as_str) {
         Some("wsum") => wsum(arg(&args, "--n", 32), arg(&args, "--p", 1 << 24), arg(&args, "--reps", 5)),
         Some("sgemm") => sgemm(arg(&args, "--n", 1024), arg(&args, "--reps", 5)),
+        Some("store") => store(
+            std::path::Path::new(&args.iter().position(|a| a == "--dir").map_or("target/bench-store".to_string(), |i| args[i + 1].clone())),
+            arg(&args, "--open-gib", 4),
+            arg(&args, "--commit-gib", 1),
+        ),
         Some("mlp") => mlp(arg(&args, "--batch", 256), arg(&args, "--steps", 50), arg(&args, "--reps", 5)),
         _ => {
-            eprintln!("usage: compare wsum|sgemm|mlp [--threads T] [--n N] [--p P] [--batch B] [--reps R]");
+            eprintln!("usage: compare wsum|sgemm|mlp|store [--threads T] [--n N] [--p P] [--batch B] [--reps R] [--dir D] [--open-gib G] [--commit-gib G]");
             std::process::exit(2);
         }
     });

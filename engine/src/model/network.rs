@@ -163,6 +163,15 @@ impl Network {
     ) -> Result<f32, EngineError> {
         check_grads(params, grads)?;
         let rows = self.check_input(x)?;
+        // Checked here so the sharded path, which slices targets per shard, rejects exactly what the
+        // serial path rejects.
+        let (what, expected, got) = match targets {
+            Targets::Classes(c) => ("class targets", rows, c.len()),
+            Targets::Values(v) => ("value targets", rows * self.head.outputs(), v.len()),
+        };
+        if expected != got {
+            return Err(EngineError::Shape { what, expected, got });
+        }
         let shards = rayon::current_num_threads().min(rows / MIN_SHARD_ROWS);
         if shards <= 1 {
             return self.loss_and_grad_serial(params, x, targets, ws, grads);
@@ -173,8 +182,8 @@ impl Network {
         ws.shards.par_iter_mut().enumerate().try_for_each(|(s, shard)| {
             let (r0, r1) = (s * rows / shards, (s + 1) * rows / shards);
             let t = match targets {
-                Targets::Classes(c) => Targets::Classes(c.get(r0..r1).unwrap_or(&[])),
-                Targets::Values(v) => Targets::Values(v.get(r0 * k..r1 * k).unwrap_or(&[])),
+                Targets::Classes(c) => Targets::Classes(&c[r0..r1]),
+                Targets::Values(v) => Targets::Values(&v[r0 * k..r1 * k]),
             };
             shard.grads.resize(params.len());
             shard.loss = crate::gemm::serial(|| {
