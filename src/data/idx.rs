@@ -77,6 +77,13 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), DataError> {
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        #[test]
+        fn never_panics_on_random_bytes(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)) {
+            let _ = parse_u8(&bytes, Path::new("fuzz.idx"));
+        }
+    }
+
     #[test]
     fn round_trip_and_errors_name_the_file() {
         let p = Path::new("x.idx");

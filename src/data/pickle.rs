@@ -342,6 +342,24 @@ mod tests {
         assert!(parse(&[b'T', 0xff, 0xff, 0xff, 0x7f]).is_err());
     }
 
+    proptest::proptest! {
+        /// Random and mutated pickles never panic the reader or the array interpreter.
+        #[test]
+        fn never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512), at in 0usize..400, value in proptest::prelude::any::<u8>()) {
+            if let Ok(v) = parse(&bytes) {
+                let _ = ndarray(&v, &bytes);
+            }
+            let mut p = vec![0x80, 2];
+            array_pickle(&mut p, &[3, 2], "f4", &[0u8; 24]);
+            p.push(b'.');
+            let i = at % p.len();
+            p[i] = value;
+            if let Ok(v) = parse(&p) {
+                let _ = ndarray(&v, &p);
+            }
+        }
+    }
+
     #[test]
     fn shape_and_data_must_agree() {
         let mut p = vec![0x80, 2];

@@ -273,6 +273,44 @@ pub fn decode_layout(b: &[u8], floats: usize) -> Result<Vec<Tensor>, FormatError
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Untrusted bytes never panic a decoder (the store's stand-in for a fuzz target).
+        #[test]
+        fn decoders_never_panic_on_random_bytes(bytes in prop::collection::vec(any::<u8>(), 0..2 * PAGE), floats in 0usize..1 << 20) {
+            let _ = Superblock::decode(&bytes);
+            let _ = Header::decode(&bytes);
+            let _ = decode_layout(&bytes, floats);
+        }
+
+        /// Valid encodings with random bytes overwritten: decoding never panics, and a header or superblock
+        /// with any byte changed before its checksum is rejected.
+        #[test]
+        fn mutated_pages_are_rejected(at in 0usize..PAGE - 8, value in any::<u8>(), count in 0usize..70) {
+            let counters: Vec<(String, u64)> = (0..count.min(MAX_COUNTERS)).map(|i| (format!("c{i}"), i as u64)).collect();
+            let mut page = Header { version: 3, copy: 1, data_checksum: 9, counters }.encode().unwrap();
+            let before = page[at];
+            page[at] = value;
+            prop_assert_eq!(Header::decode(&page).is_ok(), value == before);
+            let mut sb = Superblock::for_layout(b"layout", 4096).encode();
+            let before = sb[at];
+            sb[at] = value;
+            prop_assert_eq!(Superblock::decode(&sb).is_ok(), value == before);
+        }
+
+        #[test]
+        fn mutated_layouts_never_panic(at in any::<prop::sample::Index>(), value in any::<u8>()) {
+            let t = vec![
+                Tensor { name: "encoder.0.weight".into(), shape: vec![4, 8], offset: 0, len: 32 },
+                Tensor { name: "b".into(), shape: vec![8], offset: 32, len: 8 },
+            ];
+            let mut bytes = encode_layout(&t);
+            let i = at.index(bytes.len());
+            bytes[i] = value;
+            let _ = decode_layout(&bytes, 40);
+        }
+    }
 
     #[test]
     fn pages_round_trip_and_detect_any_bit_flip() {
