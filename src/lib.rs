@@ -11,5 +11,6 @@
 
 pub mod data;
 pub mod demo;
+pub mod exchange;
 pub mod info;
 pub mod inspect;

@@ -37,6 +37,22 @@ enum Command {
     },
     /// Train an MLP on real MNIST on this machine (fetching the data first if it is missing).
     Demo(DemoArgs),
+    /// Write a store's committed version as safetensors (OUT ends in .safetensors) or a folder of .npy files.
+    Export {
+        /// The store file.
+        store: PathBuf,
+        /// A `.safetensors` file, or a folder for `.npy` files (one per tensor, plus manifest.txt).
+        #[arg(short, long)]
+        out: PathBuf,
+    },
+    /// Create a new store from a .safetensors file or a folder of .npy files (names, shapes and order kept).
+    Import {
+        /// The `.safetensors` file or `.npy` folder.
+        input: PathBuf,
+        /// The store file to create (must not exist).
+        #[arg(short, long)]
+        out: PathBuf,
+    },
     /// Show what a parameter store holds: layout, both header slots, the committed version and counters.
     Inspect {
         /// The store file.
@@ -123,6 +139,21 @@ fn run(cli: Cli) -> Result<()> {
             fetch::verify_all(&dir, &mut |l| println!("{l}")).context("verifying the datasets")
         }
         Command::Demo(args) => run_demo(args),
+        Command::Export { store, out } => {
+            let s = shoal_engine::store::Store::open(&store).context("opening the store")?;
+            if out.extension().is_some_and(|e| e == "safetensors") {
+                shoal::exchange::export_safetensors(&s, &out).context("exporting safetensors")?;
+            } else {
+                shoal::exchange::export_npy(&s, &out).context("exporting .npy files")?;
+            }
+            println!("exported version {} ({} tensors) to {}", s.version(), s.tensors().len(), out.display());
+            Ok(())
+        }
+        Command::Import { input, out } => {
+            let s = shoal::exchange::import(&input, &out).context("importing")?;
+            println!("created {} with {} tensors from {}", out.display(), s.tensors().len(), input.display());
+            Ok(())
+        }
         Command::Inspect { file, verify } => {
             print!("{}", shoal::inspect::report(&file, verify).context("inspecting the store")?);
             Ok(())
