@@ -164,7 +164,12 @@ fn blocked(kernel: Microkernel, alpha: f32, a: &MatRef, b: &MatRef, first_overwr
             bpack.resize(ncp * kpn);
             let pack_slab = |(slab, dst): (usize, &mut [f32])| {
                 let pc = kp + slab * bl.kc;
-                pack_b(b, pc, bl.kc.min(k - pc), jc, nc, bl.nr, dst);
+                let kc = bl.kc.min(k - pc);
+                match bl.nr {
+                    32 => pack_b::<32>(b, pc, kc, jc, nc, dst),
+                    16 => pack_b::<16>(b, pc, kc, jc, nc, dst),
+                    nr => unreachable!("no packer for NR = {nr}"),
+                }
             };
             if threads > 1 {
                 bpack.par_chunks_mut(ncp * bl.kc).enumerate().for_each(pack_slab);
@@ -178,7 +183,11 @@ fn blocked(kernel: Microkernel, alpha: f32, a: &MatRef, b: &MatRef, first_overwr
                 for pc in (kp..kp + kpn).step_by(bl.kc) {
                     let kc = bl.kc.min(k - pc);
                     apack.resize(mc.div_ceil(bl.mr) * bl.mr * kc);
-                    pack_a(a, i0, mc, pc, kc, bl.mr, alpha, &mut apack);
+                    match bl.mr {
+                        12 => pack_a::<12>(a, i0, mc, pc, kc, alpha, &mut apack),
+                        6 => pack_a::<6>(a, i0, mc, pc, kc, alpha, &mut apack),
+                        mr => unreachable!("no packer for MR = {mr}"),
+                    }
                     let overwrite = first_overwrites && pc == 0;
                     macro_tile(&kernel, kc, &apack, &bpanel[(pc - kp) * ncp..], mc, nc, cblock, n, jc, overwrite);
                 }

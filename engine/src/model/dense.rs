@@ -42,8 +42,8 @@ impl Dense {
         activation::forward(self.act, z, a);
     }
 
-    /// Given dA (`batch x out`), writes dZ into `dz`, accumulates dW and db into `grads` (a buffer with the
-    /// same layout as `params`), and writes dX (`batch x in`) if asked.
+    /// Given dA (`batch x out`), writes dZ into `dz`, writes (not adds) dW and db into this layer's slots
+    /// of `grads` (a buffer with the same layout as `params`), and writes dX (`batch x in`) if asked.
     #[allow(clippy::too_many_arguments)]
     pub fn backward(
         &self,
@@ -61,8 +61,10 @@ impl Dense {
         activation::backward(self.act, z, a, da, dz);
         let xm = MatRef::new(x, batch, self.in_dim);
         let dzm = MatRef::new(dz, batch, self.out_dim);
-        gemm(1.0, xm.t(), dzm, 1.0, layout.view_mut(grads, self.weight));
-        bias_grad_rows(dz, layout.view_mut(grads, self.bias));
+        gemm(1.0, xm.t(), dzm, 0.0, layout.view_mut(grads, self.weight));
+        let db = layout.view_mut(grads, self.bias);
+        db.fill(0.0);
+        bias_grad_rows(dz, db);
         if let Some(dx) = dx {
             let w = layout.view(params, self.weight);
             gemm(1.0, dzm, MatRef::new(w, self.in_dim, self.out_dim).t(), 0.0, dx);

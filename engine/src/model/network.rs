@@ -146,7 +146,9 @@ impl Network {
         Ok(&ws.layers.last().unwrap().a)
     }
 
-    /// Loss of the batch and its gradient w.r.t. every parameter, written (not added) into `grads`.
+    /// Loss of the batch and its gradient w.r.t. every parameter, written (not added) into `grads`. The
+    /// alignment padding between slots is never written (it stays zero in a buffer made with
+    /// `AlignedVec::zeros` or `vec![0.0; n]`).
     ///
     /// With several rayon threads and at least `2 · MIN_SHARD_ROWS` rows, the batch is split into one
     /// shard per thread; each shard runs forward and backward on its own thread (its GEMMs confined to it)
@@ -211,7 +213,7 @@ impl Network {
         self.forward(params, x, ws)?;
         let top = ws.layers.last_mut().unwrap();
         let loss = self.head.loss(&top.a, targets, &mut top.da)?;
-        grads.fill(0.0);
+        // Every layer overwrites its own slots, so there is no zeroing pass over the whole buffer.
         let layers: Vec<&Dense> = self.encoder.iter().chain([&self.head.dense]).collect();
         for i in (0..layers.len()).rev() {
             let (before, rest) = ws.layers.split_at_mut(i);
