@@ -7,6 +7,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use super::lanes::{LANES, f32x8, load, store};
+use super::math;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Activation {
@@ -54,7 +55,7 @@ const GELU_A: f32 = 0.044_715;
 
 #[inline(always)]
 fn sigmoid_v(z: f32x8) -> f32x8 {
-    f32x8::ONE / (f32x8::ONE + (-z).exp())
+    f32x8::ONE / (f32x8::ONE + math::exp(-z))
 }
 
 #[inline(always)]
@@ -103,14 +104,14 @@ pub fn forward(act: Activation, z: &[f32], a: &mut [f32]) {
     match act {
         Activation::Identity => a.copy_from_slice(z),
         Activation::Relu => map1(z, a, |v| v.max(f32x8::ZERO), |v| v.max(0.0)),
-        Activation::Tanh => map1(z, a, |v| v.tanh(), f32::tanh),
+        Activation::Tanh => map1(z, a, math::tanh, f32::tanh),
         Activation::Sigmoid => map1(z, a, sigmoid_v, sigmoid_s),
         Activation::Gelu => map1(
             z,
             a,
             |v| {
                 let u = f32x8::splat(GELU_C) * (v + f32x8::splat(GELU_A) * v * v * v);
-                f32x8::splat(0.5) * v * (f32x8::ONE + u.tanh())
+                f32x8::splat(0.5) * v * (f32x8::ONE + math::tanh(u))
             },
             |v| 0.5 * v * (1.0 + (GELU_C * (v + GELU_A * v * v * v)).tanh()),
         ),
@@ -141,7 +142,7 @@ pub fn backward(act: Activation, z: &[f32], a: &[f32], da: &[f32], dz: &mut [f32
             |v, _, g| {
                 let (c, k) = (f32x8::splat(GELU_C), f32x8::splat(GELU_A));
                 let half = f32x8::splat(0.5);
-                let t = (c * (v + k * v * v * v)).tanh();
+                let t = math::tanh(c * (v + k * v * v * v));
                 let du = c * (f32x8::ONE + f32x8::splat(3.0) * k * v * v);
                 g * (half * (f32x8::ONE + t) + half * v * (f32x8::ONE - t * t) * du)
             },

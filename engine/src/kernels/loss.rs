@@ -5,6 +5,7 @@
 //! batch size, so the caller feeds them straight into backward.
 
 use super::lanes::{LANES, f32x8, load, store};
+use super::math;
 use crate::EngineError;
 
 fn check_len(what: &'static str, expected: usize, got: usize) -> Result<(), EngineError> {
@@ -38,7 +39,7 @@ pub fn softmax_cross_entropy(
         let n = classes - classes % LANES;
         let mut j = 0;
         while j < n {
-            let e = (load(&z[j..]) - mv).exp();
+            let e = math::exp(load(&z[j..]) - mv);
             store(e, &mut g[j..]);
             acc += e;
             j += LANES;
@@ -74,7 +75,7 @@ pub fn sigmoid_bce(logits: &[f32], targets: &[f32], grad: &mut [f32]) -> Result<
     while i < n {
         let z = load(&logits[i..]);
         let y = load(&targets[i..]);
-        let e = (-z.abs()).exp(); // in (0, 1]: never overflows
+        let e = math::exp(-z.abs()); // in [0, 1]: never overflows
         acc += z.max(f32x8::ZERO) - z * y + e.ln_1p();
         // sigmoid(z) from e = exp(-|z|): 1/(1+e) for z >= 0, e/(1+e) for z < 0.
         let r = f32x8::ONE / (f32x8::ONE + e);

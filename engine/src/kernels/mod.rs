@@ -9,6 +9,7 @@ pub mod aggregate;
 pub mod blas1;
 pub(crate) mod lanes;
 pub mod loss;
+pub mod math;
 pub mod optim;
 pub mod sparse;
 
