@@ -5,10 +5,14 @@
 //! A master, its workers and the parameter-server shards exchange instructions, confirmations and tensors.
 //! Keeping every byte that crosses a process boundary in one crate means one place defines the wire format,
 //! bounds every decoder, and carries the reliability logic (sequence numbers, snapshots for late joiners,
-//! heartbeats), while the engine stays free of I/O. This crate knows nothing of the engine.
+//! heartbeats), while the engine stays free of I/O. This crate knows nothing of the engine: tensors cross
+//! it as raw little-endian frames described by the header.
 //!
-//! The ZeroMQ transport, the codec and the protocol state machines land with the bus issue; today the crate
-//! holds the protocol version every link will check first.
+//! Today the crate holds the message model ([`message`]) and the bounded codec ([`codec`]); the ZeroMQ
+//! transport, the reliability state machines and CURVE security land next (see the bus issue).
 
-/// The wire protocol version carried in every Hello; peers with a different major version are refused.
-pub const PROTOCOL_VERSION: (u16, u16) = (0, 1);
+pub mod codec;
+pub mod message;
+
+pub use codec::{DecodeError, Limits, Message, decode, decode_header_only, describe, encode_header};
+pub use message::{Dtype, FrameDesc, Header, Kind, PROTOCOL_VERSION, Role};
