@@ -8,11 +8,13 @@
 //! heartbeats), while the engine stays free of I/O. This crate knows nothing of the engine: tensors cross
 //! it as raw little-endian frames described by the header.
 //!
-//! Today the crate holds the message model ([`message`]) and the bounded codec ([`codec`]); the ZeroMQ
-//! transport, the reliability state machines and CURVE security land next (see the bus issue).
+//! Today the crate holds the message model ([`message`]), the bounded codec ([`codec`]) and the ZeroMQ
+//! transport with zero-copy sends and bounded receives ([`transport`]); the reliability state machines
+//! (sequencing, snapshots, heartbeats) and CURVE security land next (see the bus issue).
 
 pub mod codec;
 pub mod message;
+pub mod transport;
 
 pub use codec::{DecodeError, Limits, Message, decode, decode_header_only, describe, encode_header};
 pub use message::{Dtype, FrameDesc, Header, Kind, PROTOCOL_VERSION, Role};
