@@ -117,6 +117,12 @@ def store():
     row("store commit, 1 GiB dirty", r["commit_gbps"], "plain write+fsync (same run)", r["plain_write_gbps"], "GB/s", 0.8)
 
 
+def bus_push():
+    for size, count in ((1 << 20, 3000), (16 << 20, 300)):
+        r = shoal("push", "--size", size, "--count", count)
+        row(f"tensor push {size >> 20} MiB, tcp, 2 processes", r["shoal_gbps"], "raw libzmq zero-copy PUSH", r["raw_gbps"], "GB/s", 0.9)
+
+
 def main():
     blas = [i for i in threadpool_info() if i.get("internal_api") == "openblas"]
     arch = blas[0].get("architecture") if blas else "none"
@@ -124,6 +130,7 @@ def main():
     weighted_sum()
     sgemm()
     mlp()
+    bus_push()
     if "--no-store" not in sys.argv:
         store()
     misses = [r for r in ROWS if r[-1] == "MISS"]
