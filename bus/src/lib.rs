@@ -14,6 +14,7 @@
 
 pub mod codec;
 pub mod message;
+pub mod reliable;
 pub mod transport;
 
 pub use codec::{DecodeError, Limits, Message, decode, decode_header_only, describe, encode_header};
