@@ -15,6 +15,7 @@
 pub mod codec;
 pub mod message;
 pub mod reliable;
+pub mod session;
 pub mod transport;
 
 pub use codec::{DecodeError, Limits, Message, decode, decode_header_only, describe, encode_header};
