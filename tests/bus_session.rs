@@ -81,16 +81,16 @@ fn a_crashed_peer_is_reported_within_the_stated_bound() {
     let reported = loop {
         now += MS;
         assert!(now < t0 + Duration::from_secs(3), "never reported");
-        if now < crash {
-            if let Some(hb) = b.poll_transmit(now) {
-                a.handle(&hb, now).unwrap();
-                last_from_b = now;
-            }
+        if now < crash
+            && let Some(hb) = b.poll_transmit(now)
+        {
+            a.handle(&hb, now).unwrap();
+            last_from_b = now;
         }
-        if let Some(hb) = a.poll_transmit(now) {
-            if now < crash {
-                b.handle(&hb, now).unwrap();
-            }
+        if let Some(hb) = a.poll_transmit(now)
+            && now < crash
+        {
+            b.handle(&hb, now).unwrap();
         }
         assert!(b.handle_timeout(now.min(crash)).is_none(), "a live peer was declared dead");
         if let Some(SessionError::Dead { .. }) = a.handle_timeout(now) {
