@@ -29,6 +29,7 @@ pub mod gemm;
 pub mod kernels;
 pub mod model;
 pub mod oracle;
+pub mod rules;
 pub mod simd;
 pub mod store;
 

@@ -1,0 +1,235 @@
+//! Aggregation rules: the "first preset rule" that merges N updates into one.
+//!
+//! One trait serves the federated master, sync-mode parameter servers and the `shoal aggregate` tool. A
+//! rule states its precondition ([`Rule::check`]), and every call first validates its inputs ([`validate`]):
+//! wrong lengths, NaN/∞ and updates above a norm bound are rejected and reported, never aggregated.
+//! Mean-type rules reduce to the weighted-sum kernel (one pass at memory bandwidth). Median and trimmed
+//! mean sort the N values of 8 coordinates at once through a sorting network of lane-wise min/max
+//! ([`network`]) instead of sorting every coordinate on its own.
+
+pub mod network;
+
+use crate::kernels::lanes::{LANES, f32x8, load, store};
+use crate::kernels::{norm2, weighted_sum};
+
+/// One update: the sender, its weight (e.g. its sample count) and its values.
+#[derive(Clone, Copy, Debug)]
+pub struct Update<'a> {
+    pub sender: u32,
+    pub weight: f32,
+    pub values: &'a [f32],
+}
+
+/// What a rule did with its inputs.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Report {
+    /// Senders whose updates went into the result.
+    pub used: Vec<u32>,
+    /// Senders whose updates were refused, with the reason.
+    pub rejected: Vec<(u32, String)>,
+}
+
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum RuleError {
+    #[error("{rule}: {detail}")]
+    Precondition { rule: &'static str, detail: String },
+    #[error("{rule}: no valid updates to aggregate ({rejected} rejected)")]
+    NoInputs { rule: &'static str, rejected: usize },
+}
+
+/// An aggregation rule.
+pub trait Rule: Send {
+    fn name(&self) -> &'static str;
+    /// Whether `n` valid inputs satisfy the rule's precondition.
+    fn check(&self, n: usize) -> Result<(), RuleError>;
+    /// Aggregates the `valid` inputs (already validated) into `out`.
+    fn combine(&mut self, valid: &[Update], out: &mut [f32]);
+
+    /// Validates, checks the precondition, aggregates, and reports.
+    fn aggregate(&mut self, updates: &[Update], norm_bound: Option<f32>, out: &mut [f32]) -> Result<Report, RuleError> {
+        let (valid, rejected) = validate(updates, out.len(), norm_bound);
+        if valid.is_empty() {
+            return Err(RuleError::NoInputs { rule: self.name(), rejected: rejected.len() });
+        }
+        self.check(valid.len())?;
+        self.combine(&valid, out);
+        Ok(Report { used: valid.iter().map(|u| u.sender).collect(), rejected })
+    }
+}
+
+/// Splits `updates` into those fit to aggregate and those refused (wrong length, a non-finite value, a
+/// non-finite or negative weight, an L2 norm above `norm_bound`).
+pub fn validate<'a>(
+    updates: &[Update<'a>],
+    len: usize,
+    norm_bound: Option<f32>,
+) -> (Vec<Update<'a>>, Vec<(u32, String)>) {
+    let mut valid = Vec::with_capacity(updates.len());
+    let mut rejected = Vec::new();
+    for u in updates {
+        let reason = if u.values.len() != len {
+            Some(format!("has {} values, expected {len}", u.values.len()))
+        } else if !(u.weight.is_finite() && u.weight >= 0.0) {
+            Some(format!("weight {} is not a finite non-negative number", u.weight))
+        } else {
+            // A non-finite value makes the squared norm non-finite: one pass checks both.
+            let n2 = norm2(u.values);
+            if !n2.is_finite() {
+                Some("contains NaN or infinite values (or overflows)".to_string())
+            } else {
+                norm_bound
+                    .filter(|&b| n2.sqrt() > b)
+                    .map(|bound| format!("norm {:.4e} exceeds the bound {bound:.4e}", n2.sqrt()))
+            }
+        };
+        match reason {
+            Some(r) => rejected.push((u.sender, r)),
+            None => valid.push(*u),
+        }
+    }
+    (valid, rejected)
+}
+
+/// The plain mean.
+#[derive(Clone, Debug, Default)]
+pub struct Mean;
+
+impl Rule for Mean {
+    fn name(&self) -> &'static str {
+        "mean"
+    }
+    fn check(&self, _n: usize) -> Result<(), RuleError> {
+        Ok(())
+    }
+    fn combine(&mut self, valid: &[Update], out: &mut [f32]) {
+        let views: Vec<&[f32]> = valid.iter().map(|u| u.values).collect();
+        let w = vec![1.0 / valid.len() as f32; valid.len()];
+        weighted_sum(&views, &w, out);
+    }
+}
+
+/// FedAvg: the mean weighted by each update's weight (its sample count).
+#[derive(Clone, Debug, Default)]
+pub struct FedAvg;
+
+impl Rule for FedAvg {
+    fn name(&self) -> &'static str {
+        "fedavg"
+    }
+    fn check(&self, _n: usize) -> Result<(), RuleError> {
+        Ok(())
+    }
+    fn combine(&mut self, valid: &[Update], out: &mut [f32]) {
+        let total: f64 = valid.iter().map(|u| u.weight as f64).sum();
+        let views: Vec<&[f32]> = valid.iter().map(|u| u.values).collect();
+        // All weights zero: fall back to the plain mean rather than dividing by zero.
+        let w: Vec<f32> = if total > 0.0 {
+            valid.iter().map(|u| (u.weight as f64 / total) as f32).collect()
+        } else {
+            vec![1.0 / valid.len() as f32; valid.len()]
+        };
+        weighted_sum(&views, &w, out);
+    }
+}
+
+/// Coordinate-wise median (the mean of the two middle values for an even count).
+#[derive(Clone, Debug, Default)]
+pub struct Median;
+
+impl Rule for Median {
+    fn name(&self) -> &'static str {
+        "median"
+    }
+    fn check(&self, _n: usize) -> Result<(), RuleError> {
+        Ok(())
+    }
+    fn combine(&mut self, valid: &[Update], out: &mut [f32]) {
+        let n = valid.len();
+        let (lo, hi) = ((n - 1) / 2, n / 2);
+        sorted_reduce(valid, out, |sorted| (sorted[lo] + sorted[hi]) * f32x8::splat(0.5), |s| (s[lo] + s[hi]) * 0.5);
+    }
+}
+
+/// Coordinate-wise trimmed mean: drop the ⌊β·N⌋ smallest and largest values, average the rest.
+#[derive(Clone, Debug)]
+pub struct TrimmedMean {
+    pub beta: f32,
+}
+
+impl TrimmedMean {
+    pub fn new(beta: f32) -> Result<Self, RuleError> {
+        if !(0.0..0.5).contains(&beta) {
+            return Err(RuleError::Precondition {
+                rule: "trimmed-mean",
+                detail: format!("beta must be in [0, 0.5), got {beta}"),
+            });
+        }
+        Ok(Self { beta })
+    }
+    fn cut(&self, n: usize) -> usize {
+        (self.beta as f64 * n as f64).floor() as usize
+    }
+}
+
+impl Rule for TrimmedMean {
+    fn name(&self) -> &'static str {
+        "trimmed-mean"
+    }
+    fn check(&self, n: usize) -> Result<(), RuleError> {
+        // With beta < 0.5 (enforced by `new`) at least one value always remains; this guards the
+        // invariant should the constructor ever change.
+        if n <= 2 * self.cut(n) {
+            return Err(RuleError::Precondition {
+                rule: "trimmed-mean",
+                detail: format!("beta {} cuts all of {n} inputs", self.beta),
+            });
+        }
+        Ok(())
+    }
+    fn combine(&mut self, valid: &[Update], out: &mut [f32]) {
+        let n = valid.len();
+        let k = self.cut(n);
+        let inv = 1.0 / (n - 2 * k) as f32;
+        sorted_reduce(
+            valid,
+            out,
+            |sorted| sorted[k..n - k].iter().fold(f32x8::ZERO, |a, &v| a + v) * f32x8::splat(inv),
+            |s| s[k..n - k].iter().sum::<f32>() * inv,
+        );
+    }
+}
+
+/// For every coordinate, sorts the N inputs' values and reduces them: 8 coordinates at a time through
+/// the sorting network, the tail coordinate by coordinate.
+fn sorted_reduce(
+    valid: &[Update],
+    out: &mut [f32],
+    reduce_v: impl Fn(&[f32x8]) -> f32x8,
+    reduce_s: impl Fn(&[f32]) -> f32,
+) {
+    let n = valid.len();
+    let pairs = network::batcher_pairs(n);
+    let mut buf = vec![f32x8::ZERO; n];
+    let full = out.len() - out.len() % LANES;
+    let mut j = 0;
+    while j < full {
+        for (b, u) in buf.iter_mut().zip(valid) {
+            *b = load(&u.values[j..]);
+        }
+        for &(a, c) in &pairs {
+            let (x, y) = (buf[a], buf[c]);
+            buf[a] = x.fast_min(y);
+            buf[c] = x.fast_max(y);
+        }
+        store(reduce_v(&buf), &mut out[j..]);
+        j += LANES;
+    }
+    let mut col = vec![0.0f32; n];
+    for (jj, o) in out.iter_mut().enumerate().skip(full) {
+        for (c, u) in col.iter_mut().zip(valid) {
+            *c = u.values[jj];
+        }
+        col.sort_by(f32::total_cmp);
+        *o = reduce_s(&col);
+    }
+}

@@ -1,0 +1,151 @@
+//! Aggregation rules: SIMD results against a scalar reference, the properties each rule promises, and
+//! input validation.
+
+use proptest::prelude::*;
+use shoal_engine::model::SplitMix;
+use shoal_engine::oracle;
+use shoal_engine::rules::{FedAvg, Mean, Median, Rule, RuleError, TrimmedMean, Update};
+
+fn inputs(n: usize, len: usize, seed: u64) -> (Vec<Vec<f32>>, Vec<f32>) {
+    let mut rng = SplitMix::new(seed);
+    let xs = (0..n).map(|_| (0..len).map(|_| rng.uniform(-10.0, 10.0)).collect()).collect();
+    let ws = (0..n).map(|_| rng.uniform(0.0, 100.0).round()).collect();
+    (xs, ws)
+}
+
+fn updates<'a>(xs: &'a [Vec<f32>], ws: &[f32]) -> Vec<Update<'a>> {
+    xs.iter().zip(ws).enumerate().map(|(i, (x, &w))| Update { sender: i as u32, weight: w, values: x }).collect()
+}
+
+fn run(rule: &mut dyn Rule, ups: &[Update], len: usize) -> Vec<f32> {
+    let mut out = vec![f32::NAN; len];
+    rule.aggregate(ups, None, &mut out).unwrap();
+    out
+}
+
+/// Per-coordinate sort, then reduce: the definition the network-based rules must match bit for bit.
+fn reference(xs: &[Vec<f32>], len: usize, reduce: impl Fn(&[f32]) -> f32) -> Vec<f32> {
+    (0..len)
+        .map(|j| {
+            let mut col: Vec<f32> = xs.iter().map(|x| x[j]).collect();
+            col.sort_by(f32::total_cmp);
+            reduce(&col)
+        })
+        .collect()
+}
+
+proptest! {
+    #[test]
+    fn median_and_trimmed_mean_equal_a_per_coordinate_sort(n in 1usize..40, len in 0usize..70, beta in 0.0f32..0.49, seed in any::<u64>()) {
+        let (xs, ws) = inputs(n, len, seed);
+        let ups = updates(&xs, &ws);
+        let (lo, hi) = ((n - 1) / 2, n / 2);
+        prop_assert_eq!(run(&mut Median, &ups, len), reference(&xs, len, |s| (s[lo] + s[hi]) * 0.5));
+        let k = (beta as f64 * n as f64).floor() as usize;
+        let inv = 1.0 / (n - 2 * k) as f32;
+        let mut tm = TrimmedMean::new(beta).unwrap();
+        prop_assert_eq!(run(&mut tm, &ups, len), reference(&xs, len, |s| s[k..n - k].iter().sum::<f32>() * inv));
+    }
+
+    #[test]
+    fn mean_and_fedavg_match_the_oracle(n in 1usize..20, len in 0usize..100, seed in any::<u64>()) {
+        let (xs, ws) = inputs(n, len, seed);
+        let ups = updates(&xs, &ws);
+        let views: Vec<&[f32]> = xs.iter().map(|x| x.as_slice()).collect();
+        let total: f32 = ws.iter().sum();
+        for (got, weights) in [
+            (run(&mut Mean, &ups, len), vec![1.0 / n as f32; n]),
+            (run(&mut FedAvg, &ups, len), if total > 0.0 { ws.iter().map(|w| w / total).collect() } else { vec![1.0 / n as f32; n] }),
+        ] {
+            let mut want = vec![0.0; len];
+            oracle::weighted_sum(&views, &weights, &mut want);
+            for j in 0..len {
+                prop_assert!((got[j] - want[j]).abs() <= 1e-5 * (1.0 + want[j].abs()), "{} vs {}", got[j], want[j]);
+            }
+        }
+    }
+
+    #[test]
+    fn every_rule_is_permutation_invariant_bounded_and_idempotent(n in 1usize..16, len in 1usize..40, seed in any::<u64>(), rot in 0usize..16) {
+        let (xs, ws) = inputs(n, len, seed);
+        let ups = updates(&xs, &ws);
+        let mut rotated = ups.clone();
+        rotated.rotate_left(rot % n);
+        let rules: Vec<Box<dyn Rule>> = vec![Box::new(Mean), Box::new(FedAvg), Box::new(Median), Box::new(TrimmedMean::new(0.2).unwrap())];
+        for mut rule in rules {
+            let a = run(rule.as_mut(), &ups, len);
+            let b = run(rule.as_mut(), &rotated, len);
+            for j in 0..len {
+                let (lo, hi) = xs.iter().fold((f32::MAX, f32::MIN), |(l, h), x| (l.min(x[j]), h.max(x[j])));
+                let slack = 1e-5 * (1.0 + lo.abs().max(hi.abs()));
+                prop_assert!(a[j] >= lo - slack && a[j] <= hi + slack, "{}: {} outside [{lo}, {hi}]", rule.name(), a[j]);
+                prop_assert!((a[j] - b[j]).abs() <= slack, "{}: order changed the result", rule.name());
+            }
+            // N identical inputs give that input.
+            let same: Vec<Update> = (0..n).map(|i| Update { sender: i as u32, weight: 1.0 + i as f32, values: &xs[0] }).collect();
+            let c = run(rule.as_mut(), &same, len);
+            for j in 0..len {
+                prop_assert!((c[j] - xs[0][j]).abs() <= 1e-5 * (1.0 + xs[0][j].abs()), "{}: not idempotent", rule.name());
+            }
+        }
+    }
+
+    #[test]
+    fn robust_rules_stay_in_the_honest_range_under_outliers(honest in 5usize..20, f in 1usize..4, len in 1usize..30, seed in any::<u64>()) {
+        let (mut xs, ws) = inputs(honest + f, len, seed);
+        for x in xs.iter_mut().take(f) {
+            x.iter_mut().for_each(|v| *v = 1e30);
+        }
+        let ups = updates(&xs, &ws);
+        let beta = (f as f32 + 0.5) / (honest + f) as f32;
+        for mut rule in [Box::new(Median) as Box<dyn Rule>, Box::new(TrimmedMean::new(beta.min(0.49)).unwrap())] {
+            let out = run(rule.as_mut(), &ups, len);
+            for j in 0..len {
+                let (lo, hi) = xs[f..].iter().fold((f32::MAX, f32::MIN), |(l, h), x| (l.min(x[j]), h.max(x[j])));
+                prop_assert!(out[j] >= lo && out[j] <= hi, "{} at {j}: {} outside honest [{lo}, {hi}]", rule.name(), out[j]);
+            }
+        }
+    }
+}
+
+#[test]
+fn invalid_inputs_are_rejected_and_reported() {
+    let good = vec![1.0f32; 8];
+    let nan = {
+        let mut v = good.clone();
+        v[3] = f32::NAN;
+        v
+    };
+    let inf = {
+        let mut v = good.clone();
+        v[0] = f32::INFINITY;
+        v
+    };
+    let short = vec![1.0f32; 7];
+    let big = vec![100.0f32; 8];
+    let ups = [
+        Update { sender: 1, weight: 1.0, values: &good },
+        Update { sender: 2, weight: 1.0, values: &nan },
+        Update { sender: 3, weight: 1.0, values: &inf },
+        Update { sender: 4, weight: 1.0, values: &short },
+        Update { sender: 5, weight: 1.0, values: &big },
+        Update { sender: 6, weight: f32::NAN, values: &good },
+    ];
+    let mut out = vec![0.0; 8];
+    let report = Mean.aggregate(&ups, Some(10.0), &mut out).unwrap();
+    assert_eq!(report.used, vec![1]);
+    let rejected: Vec<u32> = report.rejected.iter().map(|r| r.0).collect();
+    assert_eq!(rejected, vec![2, 3, 4, 5, 6]);
+    assert!(report.rejected[3].1.contains("exceeds the bound"), "{:?}", report.rejected);
+    assert_eq!(out, good);
+    assert!(matches!(Mean.aggregate(&ups[1..4], None, &mut out), Err(RuleError::NoInputs { rejected: 3, .. })));
+}
+
+#[test]
+fn trimmed_mean_refuses_a_beta_outside_its_range() {
+    for beta in [0.5, 0.7, -0.1, f32::NAN] {
+        let err = TrimmedMean::new(beta).unwrap_err().to_string();
+        assert!(err.contains("beta must be in [0, 0.5)"), "{beta}: {err}");
+    }
+    assert!(TrimmedMean::new(0.0).is_ok() && TrimmedMean::new(0.49).is_ok());
+}
