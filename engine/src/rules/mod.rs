@@ -199,37 +199,50 @@ impl Rule for TrimmedMean {
     }
 }
 
+/// Coordinates per parallel work item of the sorting rules.
+const SORT_BLOCK: usize = 4096;
+
 /// For every coordinate, sorts the N inputs' values and reduces them: 8 coordinates at a time through
-/// the sorting network, the tail coordinate by coordinate.
+/// the sorting network, the tail coordinate by coordinate. Blocks of coordinates are spread over rayon's
+/// threads when there is enough work to pay for the fork-join.
 fn sorted_reduce(
     valid: &[Update],
     out: &mut [f32],
-    reduce_v: impl Fn(&[f32x8]) -> f32x8,
-    reduce_s: impl Fn(&[f32]) -> f32,
+    reduce_v: impl Fn(&[f32x8]) -> f32x8 + Sync,
+    reduce_s: impl Fn(&[f32]) -> f32 + Sync,
 ) {
+    use rayon::prelude::*;
     let n = valid.len();
     let pairs = network::batcher_pairs(n);
-    let mut buf = vec![f32x8::ZERO; n];
-    let full = out.len() - out.len() % LANES;
-    let mut j = 0;
-    while j < full {
-        for (b, u) in buf.iter_mut().zip(valid) {
-            *b = load(&u.values[j..]);
+    let block = |(b, chunk): (usize, &mut [f32])| {
+        let start = b * SORT_BLOCK;
+        let mut buf = vec![f32x8::ZERO; n];
+        let full = chunk.len() - chunk.len() % LANES;
+        let mut j = 0;
+        while j < full {
+            for (v, u) in buf.iter_mut().zip(valid) {
+                *v = load(&u.values[start + j..]);
+            }
+            for &(a, c) in &pairs {
+                let (x, y) = (buf[a], buf[c]);
+                buf[a] = x.fast_min(y);
+                buf[c] = x.fast_max(y);
+            }
+            store(reduce_v(&buf), &mut chunk[j..]);
+            j += LANES;
         }
-        for &(a, c) in &pairs {
-            let (x, y) = (buf[a], buf[c]);
-            buf[a] = x.fast_min(y);
-            buf[c] = x.fast_max(y);
+        let mut col = vec![0.0f32; n];
+        for (jj, o) in chunk.iter_mut().enumerate().skip(full) {
+            for (c, u) in col.iter_mut().zip(valid) {
+                *c = u.values[start + jj];
+            }
+            col.sort_by(f32::total_cmp);
+            *o = reduce_s(&col);
         }
-        store(reduce_v(&buf), &mut out[j..]);
-        j += LANES;
-    }
-    let mut col = vec![0.0f32; n];
-    for (jj, o) in out.iter_mut().enumerate().skip(full) {
-        for (c, u) in col.iter_mut().zip(valid) {
-            *c = u.values[jj];
-        }
-        col.sort_by(f32::total_cmp);
-        *o = reduce_s(&col);
+    };
+    if out.len() * n >= 1 << 16 && rayon::current_num_threads() > 1 {
+        out.par_chunks_mut(SORT_BLOCK).enumerate().for_each(block);
+    } else {
+        out.chunks_mut(SORT_BLOCK).enumerate().for_each(block);
     }
 }
