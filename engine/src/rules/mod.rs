@@ -90,6 +90,12 @@ pub fn validate<'a>(
     (valid, rejected)
 }
 
+/// `out = Σ weights[i] · valid[i]`, on the weighted-sum kernel.
+fn weighted(valid: &[Update], weights: &[f32], out: &mut [f32]) {
+    let views: Vec<&[f32]> = valid.iter().map(|u| u.values).collect();
+    weighted_sum(&views, weights, out);
+}
+
 /// The plain mean.
 #[derive(Clone, Debug, Default)]
 pub struct Mean;
@@ -102,9 +108,7 @@ impl Rule for Mean {
         Ok(())
     }
     fn combine(&mut self, valid: &[Update], out: &mut [f32]) {
-        let views: Vec<&[f32]> = valid.iter().map(|u| u.values).collect();
-        let w = vec![1.0 / valid.len() as f32; valid.len()];
-        weighted_sum(&views, &w, out);
+        weighted(valid, &vec![1.0 / valid.len() as f32; valid.len()], out);
     }
 }
 
@@ -121,14 +125,13 @@ impl Rule for FedAvg {
     }
     fn combine(&mut self, valid: &[Update], out: &mut [f32]) {
         let total: f64 = valid.iter().map(|u| u.weight as f64).sum();
-        let views: Vec<&[f32]> = valid.iter().map(|u| u.values).collect();
         // All weights zero: fall back to the plain mean rather than dividing by zero.
         let w: Vec<f32> = if total > 0.0 {
             valid.iter().map(|u| (u.weight as f64 / total) as f32).collect()
         } else {
             vec![1.0 / valid.len() as f32; valid.len()]
         };
-        weighted_sum(&views, &w, out);
+        weighted(valid, &w, out);
     }
 }
 
