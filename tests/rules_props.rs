@@ -149,3 +149,87 @@ fn trimmed_mean_refuses_a_beta_outside_its_range() {
     }
     assert!(TrimmedMean::new(0.0).is_ok() && TrimmedMean::new(0.49).is_ok());
 }
+
+mod krum {
+    use super::*;
+    use shoal_engine::rules::Krum;
+
+    /// Krum scores from direct f64 distances: the definition.
+    fn reference_scores(xs: &[Vec<f32>], f: usize) -> Vec<f64> {
+        let n = xs.len();
+        (0..n)
+            .map(|i| {
+                let mut d: Vec<f64> = (0..n)
+                    .filter(|&j| j != i)
+                    .map(|j| xs[i].iter().zip(&xs[j]).map(|(a, b)| (*a as f64 - *b as f64).powi(2)).sum())
+                    .collect();
+                d.sort_by(f64::total_cmp);
+                d[..n - f - 2].iter().sum()
+            })
+            .collect()
+    }
+
+    proptest! {
+        #[test]
+        fn krum_picks_an_input_and_scores_like_the_definition(f in 0usize..4, extra in 1usize..8, len in 1usize..200, seed in any::<u64>()) {
+            let n = 2 * f + 2 + extra;
+            let (xs, ws) = inputs(n, len, seed);
+            let ups = updates(&xs, &ws);
+            let mut k = Krum::new(f, 1).unwrap();
+            let out = run(&mut k, &ups, len);
+            prop_assert!(xs.iter().any(|x| x == &out), "Krum must return one of its inputs");
+            let want = reference_scores(&xs, f);
+            for (got, want) in k.last_scores.iter().zip(&want) {
+                prop_assert!((got - want).abs() <= 1e-4 * want.abs() + 1e-3, "score {got} vs {want}");
+            }
+        }
+
+        #[test]
+        fn krum_and_multi_krum_exclude_far_outliers(f in 1usize..4, honest in 5usize..12, len in 1usize..64, seed in any::<u64>()) {
+            let n = honest + f;
+            prop_assume!(n > 2 * f + 2);
+            let (mut xs, ws) = inputs(n, len, seed);
+            for x in xs.iter_mut().take(f) {
+                x.iter_mut().for_each(|v| *v = *v * 0.1 + 1e3);
+            }
+            let ups = updates(&xs, &ws);
+            for m in [1, honest] {
+                let mut k = Krum::new(f, m).unwrap();
+                let mut out = vec![0.0; len];
+                let report = k.aggregate(&ups, None, &mut out).unwrap();
+                prop_assert!(report.used.iter().all(|&s| s as usize >= f), "m={m}: an outlier was selected: {:?}", report.used);
+                prop_assert_eq!(report.used.len(), m);
+                for j in 0..len {
+                    let (lo, hi) = xs[f..].iter().fold((f32::MAX, f32::MIN), |(l, h), x| (l.min(x[j]), h.max(x[j])));
+                    prop_assert!(out[j] >= lo - 1e-4 && out[j] <= hi + 1e-4);
+                }
+            }
+        }
+
+        #[test]
+        fn krum_selection_does_not_depend_on_input_order(f in 0usize..3, extra in 1usize..6, len in 1usize..50, seed in any::<u64>(), rot in 0usize..16) {
+            let n = 2 * f + 2 + extra;
+            let (xs, ws) = inputs(n, len, seed);
+            let ups = updates(&xs, &ws);
+            let mut rotated = ups.clone();
+            rotated.rotate_left(rot % n);
+            let (mut a, mut b) = (vec![0.0; len], vec![0.0; len]);
+            let ra = Krum::new(f, 1).unwrap().aggregate(&ups, None, &mut a).unwrap();
+            let rb = Krum::new(f, 1).unwrap().aggregate(&rotated, None, &mut b).unwrap();
+            prop_assert_eq!(ra.used, rb.used);
+            prop_assert_eq!(a, b);
+        }
+    }
+
+    #[test]
+    fn krum_states_and_enforces_its_precondition() {
+        let (xs, ws) = inputs(6, 4, 1);
+        let ups = updates(&xs, &ws);
+        let mut out = vec![0.0; 4];
+        let err = Krum::new(2, 1).unwrap().aggregate(&ups, None, &mut out).unwrap_err().to_string();
+        assert!(err.contains("needs n > 2f + 2") && err.contains("at least 7, got 6"), "{err}");
+        assert!(Krum::new(1, 1).unwrap().aggregate(&ups, None, &mut out).is_ok());
+        assert!(Krum::new(1, 7).unwrap().aggregate(&ups, None, &mut out).is_err(), "m larger than n");
+        assert!(Krum::new(1, 0).is_err());
+    }
+}

@@ -1,0 +1,157 @@
+//! Krum and Multi-Krum (Blanchard et al. 2017): score every update by the summed squared distance to
+//! its n − f − 2 nearest neighbours, keep the best-scoring one (Krum) or average the m best (Multi-Krum).
+//!
+//! All pairwise distances come from one Gram matrix G = X·Xᵀ (see [`gram`]), so the updates are read
+//! about once instead of once per pair; ‖xᵢ − xⱼ‖² = Gᵢᵢ + Gⱼⱼ − 2·Gᵢⱼ in f64, clamped at 0 against
+//! rounding.
+
+use super::{Report, Rule, RuleError, Update, weighted};
+
+/// Krum (`m = 1`) or Multi-Krum (`m > 1`) tolerating `f` Byzantine updates.
+#[derive(Clone, Debug)]
+pub struct Krum {
+    pub f: usize,
+    pub m: usize,
+    /// Scores of the last call, by input position (smaller is more central).
+    pub last_scores: Vec<f64>,
+    /// Input positions the last call selected.
+    pub last_selected: Vec<usize>,
+}
+
+impl Krum {
+    pub fn new(f: usize, m: usize) -> Result<Self, RuleError> {
+        if m == 0 {
+            return Err(RuleError::Precondition { rule: "krum", detail: "m must be at least 1".into() });
+        }
+        Ok(Self { f, m, last_scores: Vec::new(), last_selected: Vec::new() })
+    }
+}
+
+/// Floats of every update per Gram work item: 32 updates x 8 KiB stay in L2 while all pairs are taken.
+const GRAM_CHUNK: usize = 2048;
+
+/// The Gram matrix G[i][j] = xᵢ·xⱼ of the updates (n x n, row-major, f64).
+///
+/// For a few dozen updates of a million floats, G is a tall-skinny product that a BLIS GEMM handles
+/// badly (thousands of KC slabs, each a fork-join, after copying every update into one matrix). Instead
+/// the updates are walked in L2-sized chunks, every pair's dot product taken on the chunk, and the f32
+/// chunk sums accumulated in f64; chunks are spread over rayon's threads. Each update is read from
+/// memory once.
+pub fn gram(valid: &[Update]) -> Vec<f64> {
+    use rayon::prelude::*;
+    let n = valid.len();
+    let p = valid.first().map_or(0, |u| u.values.len());
+    let chunk_gram = |mut acc: Vec<f64>, c: usize| {
+        let r = c * GRAM_CHUNK..((c + 1) * GRAM_CHUNK).min(p);
+        for i in 0..n {
+            let xi = &valid[i].values[r.clone()];
+            for j in i..n {
+                acc[i * n + j] += crate::kernels::dot(xi, &valid[j].values[r.clone()]) as f64;
+            }
+        }
+        acc
+    };
+    let chunks = p.div_ceil(GRAM_CHUNK);
+    let mut g = if chunks > 1 && rayon::current_num_threads() > 1 {
+        (0..chunks).into_par_iter().fold(|| vec![0.0f64; n * n], chunk_gram).reduce(
+            || vec![0.0f64; n * n],
+            |mut a, b| {
+                a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
+                a
+            },
+        )
+    } else {
+        (0..chunks).fold(vec![0.0f64; n * n], chunk_gram)
+    };
+    for i in 0..n {
+        for j in 0..i {
+            g[i * n + j] = g[j * n + i];
+        }
+    }
+    g
+}
+
+/// Squared pairwise distances of the updates (n x n, row-major), from their Gram matrix.
+pub fn pairwise_sq_distances(valid: &[Update]) -> Vec<f64> {
+    let n = valid.len();
+    let g = gram(valid);
+    let mut d = vec![0.0f64; n * n];
+    for i in 0..n {
+        for j in 0..n {
+            let v = g[i * n + i] + g[j * n + j] - 2.0 * g[i * n + j];
+            // NaN cannot arise from validated inputs (their squared norms are finite), but would make an
+            // update look central: treat it as infinitely far.
+            d[i * n + j] = if i == j {
+                0.0
+            } else if v.is_nan() {
+                f64::INFINITY
+            } else {
+                v.max(0.0)
+            };
+        }
+    }
+    d
+}
+
+impl Rule for Krum {
+    fn name(&self) -> &'static str {
+        if self.m == 1 { "krum" } else { "multi-krum" }
+    }
+
+    fn check(&self, n: usize) -> Result<(), RuleError> {
+        if n <= 2 * self.f + 2 {
+            return Err(RuleError::Precondition {
+                rule: self.name(),
+                detail: format!(
+                    "needs n > 2f + 2 inputs: f = {} requires at least {}, got {n}",
+                    self.f,
+                    2 * self.f + 3
+                ),
+            });
+        }
+        if self.m > n {
+            return Err(RuleError::Precondition {
+                rule: self.name(),
+                detail: format!("m = {} exceeds the {n} inputs", self.m),
+            });
+        }
+        Ok(())
+    }
+
+    fn combine(&mut self, valid: &[Update], out: &mut [f32]) {
+        let n = valid.len();
+        let d = pairwise_sq_distances(valid);
+        let neighbours = n - self.f - 2;
+        self.last_scores = (0..n)
+            .map(|i| {
+                let mut row: Vec<f64> = (0..n).filter(|&j| j != i).map(|j| d[i * n + j]).collect();
+                row.sort_by(f64::total_cmp);
+                row[..neighbours].iter().sum()
+            })
+            .collect();
+        let mut order: Vec<usize> = (0..n).collect();
+        // Exact ties are real (two updates that are each other's nearest neighbour score the same):
+        // break them by sender id, so the result does not depend on the order updates arrived in.
+        order.sort_by(|&a, &b| {
+            self.last_scores[a].total_cmp(&self.last_scores[b]).then(valid[a].sender.cmp(&valid[b].sender))
+        });
+        self.last_selected = order[..self.m].to_vec();
+        let chosen: Vec<Update> = self.last_selected.iter().map(|&i| valid[i]).collect();
+        if self.m == 1 {
+            out.copy_from_slice(chosen[0].values);
+        } else {
+            weighted(&chosen, &vec![1.0 / self.m as f32; self.m], out);
+        }
+    }
+
+    fn aggregate(&mut self, updates: &[Update], norm_bound: Option<f32>, out: &mut [f32]) -> Result<Report, RuleError> {
+        let (valid, rejected) = super::validate(updates, out.len(), norm_bound);
+        if valid.is_empty() {
+            return Err(RuleError::NoInputs { rule: self.name(), rejected: rejected.len() });
+        }
+        self.check(valid.len())?;
+        self.combine(&valid, out);
+        // Krum reports only the selected updates as used.
+        Ok(Report { used: self.last_selected.iter().map(|&i| valid[i].sender).collect(), rejected })
+    }
+}
