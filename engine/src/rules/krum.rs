@@ -5,7 +5,7 @@
 //! about once instead of once per pair; ‖xᵢ − xⱼ‖² = Gᵢᵢ + Gⱼⱼ − 2·Gᵢⱼ in f64, clamped at 0 against
 //! rounding.
 
-use super::{Report, Rule, RuleError, Update, weighted};
+use super::{Rule, RuleError, Update, weighted};
 
 /// Krum (`m = 1`) or Multi-Krum (`m > 1`) tolerating `f` Byzantine updates.
 #[derive(Clone, Debug)]
@@ -144,14 +144,7 @@ impl Rule for Krum {
         }
     }
 
-    fn aggregate(&mut self, updates: &[Update], norm_bound: Option<f32>, out: &mut [f32]) -> Result<Report, RuleError> {
-        let (valid, rejected) = super::validate(updates, out.len(), norm_bound);
-        if valid.is_empty() {
-            return Err(RuleError::NoInputs { rule: self.name(), rejected: rejected.len() });
-        }
-        self.check(valid.len())?;
-        self.combine(&valid, out);
-        // Krum reports only the selected updates as used.
-        Ok(Report { used: self.last_selected.iter().map(|&i| valid[i].sender).collect(), rejected })
+    fn selected(&self) -> Option<&[usize]> {
+        Some(&self.last_selected)
     }
 }

@@ -48,6 +48,12 @@ pub trait Rule: Send {
     /// Aggregates the `valid` inputs (already validated) into `out`.
     fn combine(&mut self, valid: &[Update], out: &mut [f32]);
 
+    /// Positions (in the valid inputs) that the last `combine` actually used, for rules that select
+    /// (Krum); `None` means all of them.
+    fn selected(&self) -> Option<&[usize]> {
+        None
+    }
+
     /// Validates, checks the precondition, aggregates, and reports.
     fn aggregate(&mut self, updates: &[Update], norm_bound: Option<f32>, out: &mut [f32]) -> Result<Report, RuleError> {
         let (valid, rejected) = validate(updates, out.len(), norm_bound);
@@ -56,7 +62,11 @@ pub trait Rule: Send {
         }
         self.check(valid.len())?;
         self.combine(&valid, out);
-        Ok(Report { used: valid.iter().map(|u| u.sender).collect(), rejected })
+        let used = match self.selected() {
+            Some(positions) => positions.iter().map(|&i| valid[i].sender).collect(),
+            None => valid.iter().map(|u| u.sender).collect(),
+        };
+        Ok(Report { used, rejected })
     }
 }
 
