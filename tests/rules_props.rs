@@ -233,3 +233,48 @@ mod krum {
         assert!(Krum::new(1, 0).is_err());
     }
 }
+
+mod clip {
+    use super::*;
+    use shoal_engine::rules::{Clip, Krum};
+
+    proptest! {
+        #[test]
+        fn clipped_mean_matches_its_definition_and_is_bounded(n in 1usize..12, len in 1usize..80, tau in 0.5f32..60.0, seed in any::<u64>()) {
+            let (xs, ws) = inputs(n, len, seed);
+            let ups = updates(&xs, &ws);
+            let mut rule = Clip::new(tau, Box::new(Mean)).unwrap();
+            let out = run(&mut rule, &ups, len);
+            // Definition, in f64: scale each update by min(1, tau / |u|), then average.
+            let mut want = vec![0.0f64; len];
+            for x in &xs {
+                let norm = x.iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt();
+                let k = if norm > tau as f64 { tau as f64 / norm } else { 1.0 };
+                for j in 0..len {
+                    want[j] += k * x[j] as f64 / n as f64;
+                }
+            }
+            for j in 0..len {
+                prop_assert!((out[j] as f64 - want[j]).abs() <= 1e-5 * (1.0 + want[j].abs()), "{} vs {}", out[j], want[j]);
+            }
+            let norm = out.iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt();
+            prop_assert!(norm <= tau as f64 * (1.0 + 1e-5), "result norm {norm} above tau {tau}");
+        }
+    }
+
+    #[test]
+    fn short_updates_pass_unchanged_and_selection_is_reported() {
+        let (xs, ws) = inputs(9, 16, 3);
+        let ups = updates(&xs, &ws);
+        let mut plain = vec![0.0; 16];
+        Mean.aggregate(&ups, None, &mut plain).unwrap();
+        let mut clipped = vec![0.0; 16];
+        Clip::new(1e9, Box::new(Mean)).unwrap().aggregate(&ups, None, &mut clipped).unwrap();
+        assert_eq!(plain, clipped, "a tau above every norm changes nothing");
+        let mut out = vec![0.0; 16];
+        let report =
+            Clip::new(5.0, Box::new(Krum::new(2, 1).unwrap())).unwrap().aggregate(&ups, None, &mut out).unwrap();
+        assert_eq!(report.used.len(), 1, "Krum's selection passes through the clip");
+        assert!(Clip::new(0.0, Box::new(Mean)).is_err() && Clip::new(f32::NAN, Box::new(Mean)).is_err());
+    }
+}

@@ -7,9 +7,11 @@
 //! mean sort the N values of 8 coordinates at once through a sorting network of lane-wise min/max
 //! ([`network`]) instead of sorting every coordinate on its own.
 
+pub mod clip;
 pub mod krum;
 pub mod network;
 
+pub use clip::Clip;
 pub use krum::Krum;
 
 use crate::kernels::lanes::{LANES, f32x8, load, store};
