@@ -93,6 +93,16 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// Maps an I/O error of operation `op` on `path` to a `StoreError` naming both.
+fn io<'a>(path: &'a Path, op: &'static str) -> impl FnOnce(std::io::Error) -> StoreError + 'a {
+    move |cause| StoreError::Io { path: path.to_path_buf(), op, cause }
+}
+
+/// The 4096-byte page of header slot `i`.
+fn slot_page(bytes: &[u8], i: usize) -> &[u8] {
+    &bytes[slot_offset(i)..slot_offset(i) + PAGE]
+}
+
 fn lock(file: &File, path: &Path) -> Result<(), StoreError> {
     match file.try_lock() {
         Ok(()) => Ok(()),
@@ -118,14 +128,10 @@ impl Store {
             .collect();
         let layout_bytes = encode_layout(&tensors);
         let sb = Superblock::for_layout(&layout_bytes, initial.len() as u64 * 4);
-        let io = |op| {
-            let p = p.clone();
-            move |cause| StoreError::Io { path: p, op, cause }
-        };
-        let file = OpenOptions::new().read(true).write(true).create_new(true).open(path).map_err(io("create"))?;
+        let file = OpenOptions::new().read(true).write(true).create_new(true).open(path).map_err(io(path, "create"))?;
         lock(&file, path)?;
-        file.set_len(sb.file_len()).map_err(io("set length"))?;
-        let mut map = Mapping::new(&file, sb.file_len() as usize).map_err(io("map"))?;
+        file.set_len(sb.file_len()).map_err(io(path, "set length"))?;
+        let mut map = Mapping::new(&file, sb.file_len() as usize).map_err(io(path, "map"))?;
         let data = bytemuck::cast_slice::<f32, u8>(initial);
         let header = Header { version: 0, copy: 0, data_checksum: xxh3_64(data), counters: Vec::new() };
         {
@@ -138,10 +144,10 @@ impl Store {
                 &header.encode().map_err(|cause| StoreError::Format { path: p.clone(), region: "header", cause })?,
             );
         }
-        map.flush_range(0, sb.file_len() as usize).map_err(io("sync"))?;
-        file.sync_all().map_err(io("sync"))?;
+        map.flush_range(0, sb.file_len() as usize).map_err(io(path, "sync"))?;
+        file.sync_all().map_err(io(path, "sync"))?;
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            File::open(dir).and_then(|d| d.sync_all()).map_err(io("sync directory"))?;
+            File::open(dir).and_then(|d| d.sync_all()).map_err(io(path, "sync directory"))?;
         }
         Ok(Store {
             path: p,
@@ -160,17 +166,13 @@ impl Store {
     /// Opens an existing store: O(1) in its size (metadata pages and layout only).
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let p = path.to_path_buf();
-        let io = |op| {
-            let p = p.clone();
-            move |cause| StoreError::Io { path: p, op, cause }
-        };
-        let file = OpenOptions::new().read(true).write(true).open(path).map_err(io("open"))?;
+        let file = OpenOptions::new().read(true).write(true).open(path).map_err(io(path, "open"))?;
         lock(&file, path)?;
-        let actual = file.metadata().map_err(io("stat"))?.len();
+        let actual = file.metadata().map_err(io(path, "stat"))?.len();
         if actual < 3 * PAGE as u64 {
             let mut head = [0u8; 8];
             use std::io::Read;
-            let n = (&file).read(&mut head).map_err(io("read"))?;
+            let n = (&file).read(&mut head).map_err(io(path, "read"))?;
             let cause = if n >= 8 && head == format::SUPERBLOCK_MAGIC {
                 FormatError::Invalid(format!("truncated to {actual} bytes"))
             } else {
@@ -178,7 +180,7 @@ impl Store {
             };
             return Err(StoreError::Format { path: p, region: "superblock", cause });
         }
-        let map = Mapping::new(&file, 3 * PAGE).map_err(io("map"))?;
+        let map = Mapping::new(&file, 3 * PAGE).map_err(io(path, "map"))?;
         let sb = Superblock::decode(&map.bytes()[..PAGE]).map_err(|cause| StoreError::Format {
             path: p.clone(),
             region: "superblock",
@@ -188,7 +190,7 @@ impl Store {
             return Err(StoreError::Size { path: p, expected: sb.file_len(), actual });
         }
         drop(map);
-        let map = Mapping::new(&file, sb.file_len() as usize).map_err(io("map"))?;
+        let map = Mapping::new(&file, sb.file_len() as usize).map_err(io(path, "map"))?;
         let layout_bytes = &map.bytes()[LAYOUT_OFFSET..LAYOUT_OFFSET + sb.layout_len as usize];
         if xxh3_64(layout_bytes) != sb.layout_checksum {
             return Err(StoreError::Format {
@@ -202,12 +204,11 @@ impl Store {
             region: "layout",
             cause,
         })?;
-        let slot_bytes = |i: usize| &map.bytes()[slot_offset(i)..slot_offset(i) + PAGE];
+        let slots = [0, 1].map(|i| Header::decode(slot_page(map.bytes(), i)));
         // A slot that was written but no longer decodes (torn by a crash, or damaged on the medium) means
         // open falls back to the older version, whose copy a later working copy may have overwritten:
         // only then is the data checksum checked at open. A never-written (all-zero) slot is normal.
-        let damaged = (0..2).any(|i| Header::decode(slot_bytes(i)).is_err() && slot_bytes(i).iter().any(|&b| b != 0));
-        let slots = [0, 1].map(|i| Header::decode(slot_bytes(i)));
+        let damaged = (0..2).any(|i| slots[i].is_err() && slot_page(map.bytes(), i).iter().any(|&b| b != 0));
         let (committed_slot, committed) = match slots {
             [Ok(a), Ok(b)] => {
                 if b.version > a.version {
@@ -361,7 +362,7 @@ impl Store {
 
     /// Both header slots as they are on disk.
     pub fn slots(&self) -> [SlotState; 2] {
-        [0, 1].map(|i| match Header::decode(&self.map.bytes()[slot_offset(i)..slot_offset(i) + PAGE]) {
+        [0, 1].map(|i| match Header::decode(slot_page(self.map.bytes(), i)) {
             Ok(h) => SlotState::Valid(h),
             Err(e) => SlotState::Invalid(e),
         })
