@@ -45,8 +45,10 @@ pub enum RuleError {
 /// An aggregation rule.
 pub trait Rule: Send {
     fn name(&self) -> &'static str;
-    /// Whether `n` valid inputs satisfy the rule's precondition.
-    fn check(&self, n: usize) -> Result<(), RuleError>;
+    /// Whether `n` valid inputs satisfy the rule's precondition (none, unless a rule states one).
+    fn check(&self, _n: usize) -> Result<(), RuleError> {
+        Ok(())
+    }
     /// Aggregates the `valid` inputs (already validated) into `out`.
     fn combine(&mut self, valid: &[Update], out: &mut [f32]);
 
@@ -119,9 +121,6 @@ impl Rule for Mean {
     fn name(&self) -> &'static str {
         "mean"
     }
-    fn check(&self, _n: usize) -> Result<(), RuleError> {
-        Ok(())
-    }
     fn combine(&mut self, valid: &[Update], out: &mut [f32]) {
         weighted(valid, &vec![1.0 / valid.len() as f32; valid.len()], out);
     }
@@ -134,9 +133,6 @@ pub struct FedAvg;
 impl Rule for FedAvg {
     fn name(&self) -> &'static str {
         "fedavg"
-    }
-    fn check(&self, _n: usize) -> Result<(), RuleError> {
-        Ok(())
     }
     fn combine(&mut self, valid: &[Update], out: &mut [f32]) {
         let total: f64 = valid.iter().map(|u| u.weight as f64).sum();
@@ -157,9 +153,6 @@ pub struct Median;
 impl Rule for Median {
     fn name(&self) -> &'static str {
         "median"
-    }
-    fn check(&self, _n: usize) -> Result<(), RuleError> {
-        Ok(())
     }
     fn combine(&mut self, valid: &[Update], out: &mut [f32]) {
         let n = valid.len();
