@@ -121,9 +121,7 @@ impl<T> InOrder<T> {
         if now < deadline {
             return None;
         }
-        self.awaiting_snapshot = true;
-        self.stats.snapshots_requested += 1;
-        Some(Action::RequestSnapshot { delivered_up_to: self.next.checked_sub(1) })
+        self.request_snapshot()
     }
 
     /// Asks for a snapshot now (a late joiner, or an overflowing window) unless one is outstanding.
