@@ -4,7 +4,8 @@ use std::fmt::Write;
 use std::path::Path;
 use std::time::Instant;
 
-use shoal_engine::store::{FORMAT_VERSION, SlotState, Store, StoreError};
+use shoal_engine::store::sparse::{ROWS_PER_CHUNK, TABLE_FORMAT_VERSION, is_sparse_table};
+use shoal_engine::store::{FORMAT_VERSION, SlotState, SparseTable, Store, StoreError};
 
 fn mib(bytes: u64) -> String {
     match bytes {
@@ -18,6 +19,9 @@ fn mib(bytes: u64) -> String {
 /// The report for `path`; with `verify`, re-reads the committed copy and checks its checksum
 /// (an error if it fails).
 pub fn report(path: &Path, verify: bool) -> Result<String, StoreError> {
+    if is_sparse_table(path) {
+        return sparse_report(path, verify);
+    }
     let store = Store::open(path)?;
     let mut s = String::new();
     let floats = store.data_len() / 4;
@@ -64,6 +68,66 @@ pub fn report(path: &Path, verify: bool) -> Result<String, StoreError> {
             "verify       data checksum of version {} ok ({} in {:.1} ms)",
             store.version(),
             mib(store.data_len()),
+            start.elapsed().as_secs_f64() * 1e3
+        );
+    }
+    Ok(s)
+}
+
+/// The report for a sparse table: row shape, rows, fill of the last chunk, segments, slots.
+fn sparse_report(path: &Path, verify: bool) -> Result<String, StoreError> {
+    let open_started = Instant::now();
+    let table = SparseTable::open(path)?;
+    let open_ms = open_started.elapsed().as_secs_f64() * 1e3;
+    let sb = table.superblock();
+    let mut s = String::new();
+    let _ = writeln!(s, "sparse table {}", path.display());
+    let state = if sb.label.is_empty() { String::new() } else { format!(" ({})", sb.label) };
+    let _ = writeln!(
+        s,
+        "format       version {TABLE_FORMAT_VERSION}; rows of {} floats: value {}, state {}{state}",
+        sb.row_floats,
+        sb.dim,
+        sb.row_floats - sb.dim
+    );
+    let chunks = table.chunk_count();
+    let capacity = (table.segment_count() * sb.chunks_per_segment as usize * ROWS_PER_CHUNK) as u64;
+    let _ = writeln!(
+        s,
+        "rows         {} in {chunks} chunks of {ROWS_PER_CHUNK}, {} segments ({} each); {:.1}% of the mapped rows used",
+        table.len(),
+        table.segment_count(),
+        mib(sb.segment_bytes()),
+        if capacity == 0 { 0.0 } else { 100.0 * table.len() as f64 / capacity as f64 }
+    );
+    let _ = writeln!(
+        s,
+        "size         file {}; index in memory {} (rebuilt at open in {open_ms:.1} ms)",
+        mib(table.file_len()),
+        mib(table.index_bytes() as u64)
+    );
+    let counters: Vec<String> = table.counters().iter().map(|(n, v)| format!("{n}={v}")).collect();
+    let _ = writeln!(
+        s,
+        "committed    version {} in slot {}{}",
+        table.version(),
+        table.committed_slot(),
+        if counters.is_empty() { String::new() } else { format!("; counters {}", counters.join(", ")) }
+    );
+    for (i, slot) in table.slots().iter().enumerate() {
+        let line = match slot {
+            Ok(h) => format!("valid, version {}, {} rows", h.version, h.rows),
+            Err(e) => format!("not valid ({e})"),
+        };
+        let _ = writeln!(s, "slot {i}       {line}");
+    }
+    if verify {
+        let start = Instant::now();
+        table.verify()?;
+        let _ = writeln!(
+            s,
+            "verify       checksums of all {chunks} chunks of version {} ok (in {:.1} ms)",
+            table.version(),
             start.elapsed().as_secs_f64() * 1e3
         );
     }

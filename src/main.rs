@@ -39,7 +39,7 @@ enum Command {
     Demo(DemoArgs),
     /// Write a store's committed version as safetensors (OUT ends in .safetensors) or a folder of .npy files.
     Export {
-        /// The store file.
+        /// The store file: a dense store or a sparse table.
         store: PathBuf,
         /// A `.safetensors` file, or a folder for `.npy` files (one per tensor, plus manifest.txt).
         #[arg(short, long)]
@@ -49,13 +49,13 @@ enum Command {
     Import {
         /// The `.safetensors` file or `.npy` folder.
         input: PathBuf,
-        /// The store file to create (must not exist).
+        /// The store file: a dense store or a sparse table.to create (must not exist).
         #[arg(short, long)]
         out: PathBuf,
     },
     /// Show what a parameter store holds: layout, both header slots, the committed version and counters.
     Inspect {
-        /// The store file.
+        /// The store file: a dense store or a sparse table.
         file: PathBuf,
         /// Also re-read the committed data and check its checksum (reads the whole copy).
         #[arg(long)]

@@ -109,3 +109,25 @@ fn inspect_shows_the_store_and_verify_catches_a_flipped_bit() {
     assert!(err.contains("fails its checksum") && err.contains("model.shoal"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn inspect_reads_a_sparse_table() {
+    use shoal_engine::store::{SparseTable, TableSpec};
+    let dir = scratch("inspect-sparse");
+    let path = dir.join("embeddings.shoal");
+    let mut table = SparseTable::create(&path, &TableSpec::new(8).with_state(8, "adagrad")).unwrap();
+    for id in 0..1500u64 {
+        table.get_or_insert_with(id * 977, |r| r[0] = id as f32).unwrap();
+    }
+    table.commit(&[("step", 40)]).unwrap();
+    drop(table);
+    let out = shoal().arg("inspect").arg("--verify").arg(&path).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success(), "{text}");
+    for want in
+        ["sparse table", "value 8, state 8 (adagrad)", "1500 in 3 chunks", "step=40", "checksums of all 3 chunks"]
+    {
+        assert!(text.contains(want), "missing `{want}` in:\n{text}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -147,6 +147,145 @@ fn store(dir: &std::path::Path, open_gib: usize, commit_gib: usize) -> String {
     )
 }
 
+/// Resident memory of this process (`VmRSS`, `RssAnon`) and the resident bytes of every mapping of
+/// `path`, from /proc (Linux), in bytes.
+fn memory(path: &std::path::Path) -> (u64, u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status.lines().find(|l| l.starts_with(name)).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+    };
+    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap_or_default();
+    let name = path.canonicalize().unwrap_or_else(|_| path.to_path_buf()).display().to_string();
+    let mut file_rss = 0;
+    let mut in_file = false;
+    for line in smaps.lines() {
+        if line
+            .split_whitespace()
+            .next()
+            .is_some_and(|f| f.contains('-') && f.chars().all(|c| c.is_ascii_hexdigit() || c == '-'))
+        {
+            in_file = line.ends_with(&name);
+        } else if in_file && line.starts_with("Rss:") {
+            file_rss += line.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        }
+    }
+    (field("VmRSS:").unwrap_or(0) << 10, field("RssAnon:").unwrap_or(0) << 10, file_rss << 10)
+}
+
+/// A sparse table of `rows` random ids x (`dim` value + `dim` Adagrad state): inserts, lookups and
+/// updates per second, each against an in-memory `HashMap` + `Vec` table doing the same work (the cost
+/// of persistence), the commit after a random update pass, and the memory of the process holding it.
+fn sparse(dir: &std::path::Path, rows: usize, dim: usize) -> String {
+    use shoal_engine::store::{SparseTable, TableSpec};
+    std::fs::create_dir_all(dir).expect("bench directory");
+    let path = dir.join("sparse.shoal");
+    let _ = std::fs::remove_file(&path);
+    let mut rng = SplitMix::new(42);
+    let ids: Vec<u64> = (0..rows).map(|_| rng.next_u64()).collect();
+    let mut order: Vec<usize> = (0..rows).collect();
+    for i in (1..rows).rev() {
+        order.swap(i, rng.below(i + 1));
+    }
+    let updates = rows / 10;
+    let (base_rss, _, _) = memory(&path);
+    let row = 2 * dim;
+
+    let mut table = SparseTable::create(&path, &TableSpec::new(dim).with_state(dim, "adagrad")).expect("create");
+    let t = Instant::now();
+    for &id in &ids {
+        table.get_or_insert_with(id, |r| r[0] = id as f32).expect("insert");
+    }
+    let insert = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    table.commit(&[]).expect("commit");
+    let first_commit = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let mut sum = 0.0f32;
+    for &i in &order {
+        sum += table.get(ids[i]).expect("present")[0];
+    }
+    let lookup = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    for &i in &order[..updates] {
+        let r = table.get_mut(ids[i]).expect("writable").expect("present");
+        let (value, state) = r.split_at_mut(dim);
+        for (v, s) in value.iter_mut().zip(state) {
+            *s += 0.01;
+            *v -= 0.1 * 0.1 / s.sqrt();
+        }
+    }
+    let update = t.elapsed().as_secs_f64();
+    let dirty = table.dirty_chunks();
+    let t = Instant::now();
+    table.commit(&[]).expect("commit");
+    let commit = t.elapsed().as_secs_f64();
+    let (rss, anon, file_rss) = memory(&path);
+    let index_bytes = table.index_bytes();
+    let logical = table.len() * (8 + 4 * row as u64);
+    drop(table);
+    let t = Instant::now();
+    let reopened = SparseTable::open(&path).expect("open");
+    let open = t.elapsed().as_secs_f64();
+    drop(reopened);
+    std::fs::remove_file(&path).ok();
+
+    // The peer: the same table in process memory only (HashMap id -> row, rows in one Vec).
+    let t = Instant::now();
+    let mut map = std::collections::HashMap::with_capacity(0);
+    let mut data: Vec<f32> = Vec::new();
+    for &id in &ids {
+        let at = *map.entry(id).or_insert_with(|| {
+            data.extend(std::iter::repeat_n(0.0, row));
+            data.len() / row - 1
+        });
+        data[at * row] = id as f32;
+    }
+    let mem_insert = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let mut mem_sum = 0.0f32;
+    for &i in &order {
+        mem_sum += data[map[&ids[i]] * row];
+    }
+    let mem_lookup = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    for &i in &order[..updates] {
+        let at = map[&ids[i]] * row;
+        let (value, state) = data[at..at + row].split_at_mut(dim);
+        for (v, s) in value.iter_mut().zip(state) {
+            *s += 0.01;
+            *v -= 0.1 * 0.1 / s.sqrt();
+        }
+    }
+    let mem_update = t.elapsed().as_secs_f64();
+    assert_eq!(sum.to_bits(), mem_sum.to_bits(), "both tables hold the same rows");
+    let m = |secs: f64, n: usize| n as f64 / secs / 1e6;
+    format!(
+        concat!(
+            r#"{{"rows": {}, "dim": {}, "insert_mops": {:.2}, "mem_insert_mops": {:.2}, "lookup_mops": {:.2}, "#,
+            r#""mem_lookup_mops": {:.2}, "update_mops": {:.2}, "mem_update_mops": {:.2}, "first_commit_s": {:.3}, "#,
+            r#""update_commit_s": {:.3}, "dirty_chunks": {}, "open_s": {:.3}, "rss_mb": {:.0}, "anon_mb": {:.0}, "#,
+            r#""file_resident_mb": {:.0}, "index_mb": {:.0}, "logical_mb": {:.0}}}"#
+        ),
+        rows,
+        dim,
+        m(insert, rows),
+        m(mem_insert, rows),
+        m(lookup, rows),
+        m(mem_lookup, rows),
+        m(update, updates),
+        m(mem_update, updates),
+        first_commit,
+        commit,
+        dirty,
+        open,
+        rss.saturating_sub(base_rss) as f64 / 1e6,
+        anon as f64 / 1e6,
+        file_rss as f64 / 1e6,
+        index_bytes as f64 / 1e6,
+        logical as f64 / 1e6,
+    )
+}
+
 /// Child side of `push`: connects and sends `count` messages of `size` bytes, raw or with shoal framing.
 fn push_send(endpoint: &str, size: usize, count: usize, shoal_framing: bool) -> String {
     use shoal_bus::transport::{self, SocketConfig};
@@ -219,6 +358,11 @@ fn main() {
             arg(&args, "--open-gib", 4),
             arg(&args, "--commit-gib", 1),
         ),
+        Some("sparse") => sparse(
+            std::path::Path::new(&args.iter().position(|a| a == "--dir").map_or("target/bench-store".to_string(), |i| args[i + 1].clone())),
+            arg(&args, "--rows", 10_000_000),
+            arg(&args, "--dim", 16),
+        ),
         Some("push") => push(arg(&args, "--size", 1 << 20), arg(&args, "--count", 2000)),
         Some("push-send") => push_send(
             &args[args.iter().position(|a| a == "--endpoint").expect("--endpoint") + 1],
@@ -228,7 +372,7 @@ fn main() {
         ),
         Some("mlp") => mlp(arg(&args, "--batch", 256), arg(&args, "--steps", 50), arg(&args, "--reps", 5)),
         _ => {
-            eprintln!("usage: compare wsum|sgemm|mlp|store|push [--threads T] [--n N] [--p P] [--batch B] [--reps R] [--dir D] [--open-gib G] [--commit-gib G]");
+            eprintln!("usage: compare wsum|sgemm|mlp|store|sparse|push [--threads T] [--n N] [--p P] [--batch B] [--reps R] [--dir D] [--open-gib G] [--commit-gib G] [--rows R] [--dim D]");
             std::process::exit(2);
         }
     });

@@ -35,24 +35,24 @@ pub enum FormatError {
     Invalid(String),
 }
 
-fn invalid(msg: impl Into<String>) -> FormatError {
+pub(super) fn invalid(msg: impl Into<String>) -> FormatError {
     FormatError::Invalid(msg.into())
 }
 
-fn u32_at(b: &[u8], at: usize) -> u32 {
+pub(super) fn u32_at(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(b[at..at + 4].try_into().unwrap())
 }
 
-fn u64_at(b: &[u8], at: usize) -> u64 {
+pub(super) fn u64_at(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(b[at..at + 8].try_into().unwrap())
 }
 
-fn seal(page: &mut [u8]) {
+pub(super) fn seal(page: &mut [u8]) {
     let sum = xxh3_64(&page[..CHECKSUM_AT]);
     page[CHECKSUM_AT..PAGE].copy_from_slice(&sum.to_le_bytes());
 }
 
-fn check_seal(page: &[u8], what: &'static str) -> Result<(), FormatError> {
+pub(super) fn check_seal(page: &[u8], what: &'static str) -> Result<(), FormatError> {
     if page.len() < PAGE {
         return Err(invalid(format!("{what} is truncated")));
     }
@@ -144,6 +144,35 @@ impl Superblock {
     }
 }
 
+/// Writes `counters` at byte `at` of a header page: each a NUL-padded name and a u64.
+pub(super) fn encode_counters(p: &mut [u8], at: usize, counters: &[(String, u64)]) -> Result<(), FormatError> {
+    if counters.len() > MAX_COUNTERS {
+        return Err(invalid(format!("at most {MAX_COUNTERS} counters, got {}", counters.len())));
+    }
+    for (i, (name, value)) in counters.iter().enumerate() {
+        if name.is_empty() || name.len() > COUNTER_NAME || name.contains('\0') {
+            return Err(invalid(format!("counter name `{name}` must be 1..={COUNTER_NAME} bytes without NUL")));
+        }
+        let at = at + i * (COUNTER_NAME + 8);
+        p[at..at + name.len()].copy_from_slice(name.as_bytes());
+        p[at + COUNTER_NAME..at + COUNTER_NAME + 8].copy_from_slice(&value.to_le_bytes());
+    }
+    Ok(())
+}
+
+/// Reads `count` (at most `MAX_COUNTERS`, checked by the caller) counters from byte `at` of a header page.
+pub(super) fn decode_counters(b: &[u8], at: usize, count: usize) -> Result<Vec<(String, u64)>, FormatError> {
+    (0..count)
+        .map(|i| {
+            let at = at + i * (COUNTER_NAME + 8);
+            let raw = &b[at..at + COUNTER_NAME];
+            let len = raw.iter().position(|&c| c == 0).unwrap_or(COUNTER_NAME);
+            let name = std::str::from_utf8(&raw[..len]).map_err(|_| invalid("counter name is not UTF-8"))?;
+            Ok((name.to_string(), u64_at(b, at + COUNTER_NAME)))
+        })
+        .collect()
+}
+
 /// One of the two header slots: a committed version and the data copy that holds it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Header {
@@ -158,23 +187,13 @@ pub struct Header {
 
 impl Header {
     pub fn encode(&self) -> Result<[u8; PAGE], FormatError> {
-        if self.counters.len() > MAX_COUNTERS {
-            return Err(invalid(format!("at most {MAX_COUNTERS} counters, got {}", self.counters.len())));
-        }
         let mut p = [0u8; PAGE];
         p[0..8].copy_from_slice(&HEADER_MAGIC);
         p[8..16].copy_from_slice(&self.version.to_le_bytes());
         p[16..20].copy_from_slice(&self.copy.to_le_bytes());
         p[20..24].copy_from_slice(&(self.counters.len() as u32).to_le_bytes());
         p[24..32].copy_from_slice(&self.data_checksum.to_le_bytes());
-        for (i, (name, value)) in self.counters.iter().enumerate() {
-            if name.is_empty() || name.len() > COUNTER_NAME || name.contains('\0') {
-                return Err(invalid(format!("counter name `{name}` must be 1..={COUNTER_NAME} bytes without NUL")));
-            }
-            let at = 40 + i * (COUNTER_NAME + 8);
-            p[at..at + name.len()].copy_from_slice(name.as_bytes());
-            p[at + COUNTER_NAME..at + COUNTER_NAME + 8].copy_from_slice(&value.to_le_bytes());
-        }
+        encode_counters(&mut p, 40, &self.counters)?;
         seal(&mut p);
         Ok(p)
     }
@@ -189,15 +208,7 @@ impl Header {
         if copy > 1 || count > MAX_COUNTERS {
             return Err(invalid("header fields out of range"));
         }
-        let counters = (0..count)
-            .map(|i| {
-                let at = 40 + i * (COUNTER_NAME + 8);
-                let raw = &b[at..at + COUNTER_NAME];
-                let len = raw.iter().position(|&c| c == 0).unwrap_or(COUNTER_NAME);
-                let name = std::str::from_utf8(&raw[..len]).map_err(|_| invalid("counter name is not UTF-8"))?;
-                Ok((name.to_string(), u64_at(b, at + COUNTER_NAME)))
-            })
-            .collect::<Result<_, FormatError>>()?;
+        let counters = decode_counters(b, 40, count)?;
         Ok(Self { version: u64_at(b, 8), copy, data_checksum: u64_at(b, 24), counters })
     }
 }

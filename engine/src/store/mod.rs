@@ -27,6 +27,7 @@
 
 mod format;
 mod mmap;
+pub mod sparse;
 mod sync;
 
 use std::fs::{File, OpenOptions};
@@ -37,6 +38,7 @@ use xxhash_rust::xxh3::xxh3_64;
 pub use format::{FORMAT_VERSION, FormatError, Header, MAX_COUNTERS, PAGE, Tensor};
 use format::{LAYOUT_OFFSET, Superblock, decode_layout, encode_layout, slot_offset};
 use mmap::Mapping;
+pub use sparse::{SparseTable, TableSpec};
 pub use sync::{FaultInjector, OsSync, SyncBackend};
 
 use crate::model::ParamLayout;
@@ -61,6 +63,8 @@ pub enum StoreError {
     Poisoned { path: PathBuf },
     #[error("{path}: data copy {copy} (version {version}) fails its checksum")]
     DataChecksum { path: PathBuf, copy: u32, version: u64 },
+    #[error("{path}: chunk {chunk} of version {version} fails its checksum")]
+    ChunkChecksum { path: PathBuf, chunk: usize, version: u64 },
     #[error("{path}: {detail}")]
     Invalid { path: PathBuf, detail: String },
 }

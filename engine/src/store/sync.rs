@@ -7,6 +7,12 @@ use super::mmap::Mapping;
 /// Makes a byte range of the mapping durable.
 pub trait SyncBackend: Send {
     fn sync(&mut self, map: &mut Mapping, offset: usize, len: usize) -> io::Result<()>;
+
+    /// Makes several `(offset, len)` ranges of one mapping durable. The default syncs each in turn; a
+    /// backend may sync them in one call over their span, since clean pages cost nothing to sync.
+    fn sync_ranges(&mut self, map: &mut Mapping, ranges: &[(usize, usize)]) -> io::Result<()> {
+        ranges.iter().try_for_each(|&(offset, len)| self.sync(map, offset, len))
+    }
 }
 
 /// The real thing: msync(MS_SYNC).
@@ -16,6 +22,15 @@ pub struct OsSync;
 impl SyncBackend for OsSync {
     fn sync(&mut self, map: &mut Mapping, offset: usize, len: usize) -> io::Result<()> {
         map.flush_range(offset, len)
+    }
+
+    fn sync_ranges(&mut self, map: &mut Mapping, ranges: &[(usize, usize)]) -> io::Result<()> {
+        let start = ranges.iter().map(|r| r.0).min();
+        let end = ranges.iter().map(|r| r.0 + r.1).max();
+        match (start, end) {
+            (Some(start), Some(end)) => map.flush_range(start, end - start),
+            _ => Ok(()),
+        }
     }
 }
 
