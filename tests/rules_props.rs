@@ -278,3 +278,187 @@ mod clip {
         assert!(Clip::new(0.0, Box::new(Mean)).is_err() && Clip::new(f32::NAN, Box::new(Mean)).is_err());
     }
 }
+
+mod bulyan {
+    use super::*;
+    use shoal_engine::rules::Bulyan;
+    use shoal_engine::rules::bulyan::mean_closest_to_median;
+    use shoal_engine::rules::krum::pairwise_sq_distances;
+
+    /// Bulyan by its definition, written plainly: repeated Krum on f64 distances, then per coordinate the
+    /// β values closest to the median found by sorting on distance.
+    fn reference(xs: &[Vec<f32>], f: usize) -> (Vec<usize>, Vec<f32>) {
+        let n = xs.len();
+        let ups = updates(xs, &vec![1.0; n]);
+        let d = pairwise_sq_distances(&ups);
+        let theta = n - 2 * f;
+        let mut remaining: Vec<usize> = (0..n).collect();
+        let mut picked = Vec::new();
+        while picked.len() < theta {
+            let k = remaining.len().saturating_sub(f + 2);
+            let scores: Vec<(f64, usize)> = remaining
+                .iter()
+                .map(|&i| {
+                    let mut row: Vec<f64> = remaining.iter().filter(|&&j| j != i).map(|&j| d[i * n + j]).collect();
+                    row.sort_by(f64::total_cmp);
+                    (row[..k].iter().sum(), i)
+                })
+                .collect();
+            let best = scores.iter().min_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1))).unwrap().1;
+            remaining.retain(|&i| i != best);
+            picked.push(best);
+        }
+        let beta = theta - 2 * f;
+        let len = xs[0].len();
+        let out = (0..len)
+            .map(|j| {
+                let mut col: Vec<f32> = picked.iter().map(|&i| xs[i][j]).collect();
+                col.sort_by(f32::total_cmp);
+                let med = (col[(theta - 1) / 2] + col[theta / 2]) * 0.5;
+                let mut by_distance: Vec<usize> = (0..theta).collect();
+                by_distance.sort_by(|&a, &b| (col[a] - med).abs().total_cmp(&(col[b] - med).abs()).then(a.cmp(&b)));
+                by_distance[..beta].iter().map(|&i| col[i] as f64).sum::<f64>() as f32 / beta as f32
+            })
+            .collect();
+        (picked, out)
+    }
+
+    proptest! {
+        #[test]
+        fn bulyan_matches_its_definition(f in 0usize..3, extra in 0usize..6, len in 1usize..50, seed in any::<u64>()) {
+            let n = 4 * f + 3 + extra;
+            let (xs, _) = inputs(n, len, seed);
+            let ws = vec![1.0; n];
+            let mut rule = Bulyan::new(f);
+            let got = run(&mut rule, &updates(&xs, &ws), len);
+            let (picked, want) = reference(&xs, f);
+            prop_assert_eq!(&rule.last_selected, &picked);
+            for j in 0..len {
+                prop_assert!((got[j] - want[j]).abs() <= 1e-4 * (1.0 + want[j].abs()), "{j}: {} vs {}", got[j], want[j]);
+            }
+        }
+
+        #[test]
+        fn bulyan_ignores_f_huge_outliers_and_is_order_free(f in 1usize..3, honest in 0usize..6, len in 1usize..40, seed in any::<u64>(), rot in 0usize..16) {
+            let n = 4 * f + 3 + honest;
+            let (mut xs, _) = inputs(n, len, seed);
+            for x in xs.iter_mut().take(f) {
+                x.iter_mut().for_each(|v| *v = -1e15);
+            }
+            let ws = vec![1.0; n];
+            let ups = updates(&xs, &ws);
+            let out = run(&mut Bulyan::new(f), &ups, len);
+            let mut rotated = ups.clone();
+            rotated.rotate_left(rot % n);
+            let again = run(&mut Bulyan::new(f), &rotated, len);
+            for j in 0..len {
+                let (lo, hi) = xs[f..].iter().fold((f32::MAX, f32::MIN), |(l, h), x| (l.min(x[j]), h.max(x[j])));
+                prop_assert!(out[j] >= lo && out[j] <= hi, "{j}: {} outside honest [{lo}, {hi}]", out[j]);
+                prop_assert!((out[j] - again[j]).abs() <= 1e-5 * (1.0 + out[j].abs()));
+            }
+        }
+    }
+
+    #[test]
+    fn closest_window_takes_the_nearest_values() {
+        assert_eq!(mean_closest_to_median(&[0.0, 1.0, 2.0, 10.0, 11.0], 3), 1.0);
+        assert_eq!(mean_closest_to_median(&[-100.0, 4.0, 5.0, 6.0], 2), 4.5);
+        assert_eq!(mean_closest_to_median(&[1.0], 1), 1.0);
+    }
+
+    #[test]
+    fn bulyan_states_its_precondition() {
+        let (xs, ws) = inputs(10, 4, 1);
+        let mut out = vec![0.0; 4];
+        let err = Bulyan::new(2).aggregate(&updates(&xs, &ws), None, &mut out).unwrap_err().to_string();
+        assert!(err.contains("n >= 4f + 3") && err.contains("at least 11") && err.contains("got 10"), "{err}");
+        assert!(Bulyan::new(2).aggregate(&updates(&xs[..10], &ws), None, &mut out).is_err());
+        let (xs, ws) = inputs(11, 4, 1);
+        assert!(Bulyan::new(2).aggregate(&updates(&xs, &ws), None, &mut out).is_ok());
+    }
+}
+
+mod server {
+    use super::*;
+    use shoal_engine::rules::{ServerKind, ServerOpt};
+
+    /// One round of each optimizer in f64, straight from Reddi et al. 2021 (Algorithm 2).
+    fn reference(kind: ServerKind, lr: f64, tau: f64, deltas: &[Vec<f64>]) -> Vec<Vec<f64>> {
+        let p = deltas[0].len();
+        let (mut m, mut v) = (vec![0.0f64; p], vec![tau * tau; p]);
+        let mut steps = Vec::new();
+        for d in deltas {
+            let mut step = vec![0.0; p];
+            for i in 0..p {
+                let g = d[i];
+                step[i] = match kind {
+                    ServerKind::AvgM { beta } => {
+                        m[i] = beta as f64 * m[i] + g;
+                        lr * m[i]
+                    }
+                    ServerKind::Adagrad => {
+                        v[i] += g * g;
+                        lr * g / (v[i].sqrt() + tau)
+                    }
+                    ServerKind::Adam { beta1, beta2 } => {
+                        m[i] = beta1 as f64 * m[i] + (1.0 - beta1 as f64) * g;
+                        v[i] = beta2 as f64 * v[i] + (1.0 - beta2 as f64) * g * g;
+                        lr * m[i] / (v[i].sqrt() + tau)
+                    }
+                    ServerKind::Yogi { beta1, beta2 } => {
+                        m[i] = beta1 as f64 * m[i] + (1.0 - beta1 as f64) * g;
+                        let s = (v[i] - g * g).signum() * if v[i] == g * g { 0.0 } else { 1.0 };
+                        v[i] -= (1.0 - beta2 as f64) * g * g * s;
+                        lr * m[i] / (v[i].sqrt() + tau)
+                    }
+                };
+            }
+            steps.push(step);
+        }
+        steps
+    }
+
+    proptest! {
+        #[test]
+        fn server_optimizers_match_the_paper_over_rounds(which in 0usize..4, rounds in 1usize..6, n in 1usize..6, len in 1usize..40, seed in any::<u64>()) {
+            let kind = ServerKind::by_name(["fedavgm", "fedadagrad", "fedadam", "fedyogi"][which]).unwrap();
+            let (lr, tau) = (0.05f32, 1e-2f32);
+            let mut rule = ServerOpt::new(kind, lr, tau, Box::new(Mean)).unwrap();
+            let mut deltas = Vec::new();
+            let mut got = Vec::new();
+            for r in 0..rounds {
+                let (xs, ws) = inputs(n, len, seed ^ r as u64);
+                let ups = updates(&xs, &ws);
+                deltas.push((0..len).map(|j| xs.iter().map(|x| x[j] as f64).sum::<f64>() / n as f64).collect::<Vec<f64>>());
+                got.push(run(&mut rule, &ups, len));
+            }
+            let want = reference(kind, lr as f64, tau as f64, &deltas);
+            for (r, (g, w)) in got.iter().zip(&want).enumerate() {
+                for j in 0..len {
+                    prop_assert!((g[j] as f64 - w[j]).abs() <= 1e-4 * (1.0 + w[j].abs()), "{} round {r} at {j}: {} vs {}", kind.name(), g[j], w[j]);
+                }
+            }
+            prop_assert_eq!(rule.rounds(), rounds as u64);
+        }
+    }
+
+    #[test]
+    fn state_carries_across_instances_and_lengths_are_checked() {
+        let (xs, ws) = inputs(4, 16, 9);
+        let ups = updates(&xs, &ws);
+        let kind = ServerKind::by_name("fedadam").unwrap();
+        let mut a = ServerOpt::new(kind, 0.1, 1e-3, Box::new(FedAvg)).unwrap();
+        let mut b = ServerOpt::new(kind, 0.1, 1e-3, Box::new(FedAvg)).unwrap();
+        run(&mut a, &ups, 16);
+        let saved: Vec<(&str, Vec<f32>)> = a.state().into_iter().map(|(n, v)| (n, v.to_vec())).collect();
+        b.restore(a.rounds(), &saved).unwrap();
+        assert_eq!(run(&mut a, &ups, 16), run(&mut b, &ups, 16));
+        let mut short = vec![0.0; 8];
+        let short_ups: Vec<Update> = ups.iter().map(|u| Update { values: &u.values[..8], ..*u }).collect();
+        let err = a.aggregate(&short_ups, None, &mut short).unwrap_err().to_string();
+        assert!(err.contains("16 parameters") && err.contains("8"), "{err}");
+        assert!(ServerOpt::new(kind, -1.0, 1e-3, Box::new(Mean)).is_err());
+        assert!(ServerOpt::new(ServerKind::Adam { beta1: 1.0, beta2: 0.9 }, 0.1, 1e-3, Box::new(Mean)).is_err());
+        assert!(b.restore(0, &[("q", vec![])]).is_err());
+    }
+}

@@ -32,7 +32,11 @@ impl Rule for Clip {
         self.inner.check(n)
     }
 
-    fn combine(&mut self, valid: &[Update], out: &mut [f32]) {
+    fn check_len(&self, len: usize) -> Result<(), RuleError> {
+        self.inner.check_len(len)
+    }
+
+    fn combine(&mut self, valid: &[Update], out: &mut [f32]) -> Result<(), RuleError> {
         // Copy and scale only the updates that exceed tau; the others are used in place.
         let long: Vec<(usize, f32)> = valid
             .iter()
@@ -52,7 +56,7 @@ impl Rule for Clip {
         for (buf, &(i, _)) in self.scratch.iter().zip(&long) {
             clipped[i].values = buf;
         }
-        self.inner.combine(&clipped, out);
+        self.inner.combine(&clipped, out)
     }
 
     fn selected(&self) -> Option<&[usize]> {

@@ -118,7 +118,7 @@ impl Rule for Krum {
         Ok(())
     }
 
-    fn combine(&mut self, valid: &[Update], out: &mut [f32]) {
+    fn combine(&mut self, valid: &[Update], out: &mut [f32]) -> Result<(), RuleError> {
         let n = valid.len();
         let d = pairwise_sq_distances(valid);
         let neighbours = n - self.f - 2;
@@ -142,6 +142,7 @@ impl Rule for Krum {
         } else {
             weighted(&chosen, &vec![1.0 / self.m as f32; self.m], out);
         }
+        Ok(())
     }
 
     fn selected(&self) -> Option<&[usize]> {

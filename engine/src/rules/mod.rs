@@ -7,12 +7,16 @@
 //! mean sort the N values of 8 coordinates at once through a sorting network of lane-wise min/max
 //! ([`network`]) instead of sorting every coordinate on its own.
 
+pub mod bulyan;
 pub mod clip;
 pub mod krum;
 pub mod network;
+pub mod server;
 
+pub use bulyan::Bulyan;
 pub use clip::Clip;
 pub use krum::Krum;
+pub use server::{ServerKind, ServerOpt};
 
 use crate::kernels::lanes::{LANES, f32x8, load, store};
 use crate::kernels::{norm2, weighted_sum};
@@ -40,6 +44,9 @@ pub enum RuleError {
     Precondition { rule: &'static str, detail: String },
     #[error("{rule}: no valid updates to aggregate ({rejected} rejected)")]
     NoInputs { rule: &'static str, rejected: usize },
+    /// A rule loaded from a plugin failed or misbehaved (the host caught it).
+    #[error("plugin rule `{rule}`: {detail}")]
+    Plugin { rule: String, detail: String },
 }
 
 /// An aggregation rule.
@@ -49,8 +56,12 @@ pub trait Rule: Send {
     fn check(&self, _n: usize) -> Result<(), RuleError> {
         Ok(())
     }
+    /// Whether updates of `len` values suit the rule (stateful rules hold state of one length).
+    fn check_len(&self, _len: usize) -> Result<(), RuleError> {
+        Ok(())
+    }
     /// Aggregates the `valid` inputs (already validated) into `out`.
-    fn combine(&mut self, valid: &[Update], out: &mut [f32]);
+    fn combine(&mut self, valid: &[Update], out: &mut [f32]) -> Result<(), RuleError>;
 
     /// Positions (in the valid inputs) that the last `combine` actually used, for rules that select
     /// (Krum); `None` means all of them.
@@ -60,12 +71,13 @@ pub trait Rule: Send {
 
     /// Validates, checks the precondition, aggregates, and reports.
     fn aggregate(&mut self, updates: &[Update], norm_bound: Option<f32>, out: &mut [f32]) -> Result<Report, RuleError> {
+        self.check_len(out.len())?;
         let (valid, rejected) = validate(updates, out.len(), norm_bound);
         if valid.is_empty() {
             return Err(RuleError::NoInputs { rule: self.name(), rejected: rejected.len() });
         }
         self.check(valid.len())?;
-        self.combine(&valid, out);
+        self.combine(&valid, out)?;
         let used = match self.selected() {
             Some(positions) => positions.iter().map(|&i| valid[i].sender).collect(),
             None => valid.iter().map(|u| u.sender).collect(),
@@ -121,8 +133,9 @@ impl Rule for Mean {
     fn name(&self) -> &'static str {
         "mean"
     }
-    fn combine(&mut self, valid: &[Update], out: &mut [f32]) {
+    fn combine(&mut self, valid: &[Update], out: &mut [f32]) -> Result<(), RuleError> {
         weighted(valid, &vec![1.0 / valid.len() as f32; valid.len()], out);
+        Ok(())
     }
 }
 
@@ -134,7 +147,7 @@ impl Rule for FedAvg {
     fn name(&self) -> &'static str {
         "fedavg"
     }
-    fn combine(&mut self, valid: &[Update], out: &mut [f32]) {
+    fn combine(&mut self, valid: &[Update], out: &mut [f32]) -> Result<(), RuleError> {
         let total: f64 = valid.iter().map(|u| u.weight as f64).sum();
         // All weights zero: fall back to the plain mean rather than dividing by zero.
         let w: Vec<f32> = if total > 0.0 {
@@ -143,6 +156,7 @@ impl Rule for FedAvg {
             vec![1.0 / valid.len() as f32; valid.len()]
         };
         weighted(valid, &w, out);
+        Ok(())
     }
 }
 
@@ -154,10 +168,11 @@ impl Rule for Median {
     fn name(&self) -> &'static str {
         "median"
     }
-    fn combine(&mut self, valid: &[Update], out: &mut [f32]) {
+    fn combine(&mut self, valid: &[Update], out: &mut [f32]) -> Result<(), RuleError> {
         let n = valid.len();
         let (lo, hi) = ((n - 1) / 2, n / 2);
         sorted_reduce(valid, out, |sorted| (sorted[lo] + sorted[hi]) * f32x8::splat(0.5), |s| (s[lo] + s[hi]) * 0.5);
+        Ok(())
     }
 }
 
@@ -197,7 +212,7 @@ impl Rule for TrimmedMean {
         }
         Ok(())
     }
-    fn combine(&mut self, valid: &[Update], out: &mut [f32]) {
+    fn combine(&mut self, valid: &[Update], out: &mut [f32]) -> Result<(), RuleError> {
         let n = valid.len();
         let k = self.cut(n);
         let inv = 1.0 / (n - 2 * k) as f32;
@@ -207,6 +222,7 @@ impl Rule for TrimmedMean {
             |sorted| sorted[k..n - k].iter().fold(f32x8::ZERO, |a, &v| a + v) * f32x8::splat(inv),
             |s| s[k..n - k].iter().sum::<f32>() * inv,
         );
+        Ok(())
     }
 }
 
@@ -216,7 +232,7 @@ const SORT_BLOCK: usize = 4096;
 /// For every coordinate, sorts the N inputs' values and reduces them: 8 coordinates at a time through
 /// the sorting network, the tail coordinate by coordinate. Blocks of coordinates are spread over rayon's
 /// threads when there is enough work to pay for the fork-join.
-fn sorted_reduce(
+pub(crate) fn sorted_reduce(
     valid: &[Update],
     out: &mut [f32],
     reduce_v: impl Fn(&[f32x8]) -> f32x8 + Sync,
