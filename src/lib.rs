@@ -9,6 +9,7 @@
 //!
 //! Errors are typed per module (`thiserror`); the binary reports them in one line with context (`anyhow`).
 
+pub mod aggregate;
 pub mod data;
 pub mod demo;
 pub mod exchange;

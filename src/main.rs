@@ -39,7 +39,7 @@ enum Command {
     Demo(DemoArgs),
     /// Write a store's committed version as safetensors (OUT ends in .safetensors) or a folder of .npy files.
     Export {
-        /// The store file: a dense store or a sparse table.
+        /// The (dense) store file.
         store: PathBuf,
         /// A `.safetensors` file, or a folder for `.npy` files (one per tensor, plus manifest.txt).
         #[arg(short, long)]
@@ -49,10 +49,21 @@ enum Command {
     Import {
         /// The `.safetensors` file or `.npy` folder.
         input: PathBuf,
-        /// The store file: a dense store or a sparse table.to create (must not exist).
+        /// The store file to create (must not exist).
         #[arg(short, long)]
         out: PathBuf,
     },
+    /// Aggregate .npy update files with a rule (built in, or a plugin library) into one .npy file.
+    #[command(long_about = "Aggregate float32 .npy update files with any rule and write the result as .npy.\n\n\
+        Built-in rules: mean, fedavg (weights = sample counts), median, trimmed-mean (--beta), krum (--f), \
+        multi-krum (--f, --m), bulyan (--f), clip (--tau, --inner), and the server optimizers fedavgm, \
+        fedadagrad, fedadam, fedyogi (--lr, --beta1, --beta2, --tau, --inner; --state DIR keeps their \
+        momentum between calls). A path to a .so file loads a rule plugin (docs/plugins.md), which gets \
+        every option as key=value.\n\n\
+        Inputs with NaN/Inf, the wrong shape or a norm above --norm-bound are rejected and reported, \
+        never aggregated.\n\n\
+        Example: shoal aggregate --rule krum --f 1 -o merged.npy a.npy b.npy c.npy d.npy e.npy")]
+    Aggregate(AggregateArgs),
     /// Show what a parameter store holds: layout, both header slots, the committed version and counters.
     Inspect {
         /// The store file: a dense store or a sparse table.
@@ -61,6 +72,55 @@ enum Command {
         #[arg(long)]
         verify: bool,
     },
+}
+
+#[derive(clap::Args)]
+struct AggregateArgs {
+    /// A built-in rule name (see above) or the path of a rule plugin library.
+    #[arg(long)]
+    rule: String,
+    /// Where to write the result (.npy, same shape as the inputs).
+    #[arg(short, long)]
+    out: PathBuf,
+    /// The update files (float32 .npy, all of one shape).
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
+    /// One weight per input (e.g. sample counts, for fedavg), comma-separated; default 1 each.
+    #[arg(long, value_delimiter = ',')]
+    weights: Option<Vec<f32>>,
+    /// Byzantine inputs to tolerate (krum, multi-krum, bulyan).
+    #[arg(long)]
+    f: Option<usize>,
+    /// Updates Multi-Krum averages.
+    #[arg(long)]
+    m: Option<usize>,
+    /// Fraction trimmed at each end (trimmed-mean).
+    #[arg(long)]
+    beta: Option<f32>,
+    /// Clipping norm (clip), or the adaptivity of fedadam/fedyogi/fedadagrad.
+    #[arg(long)]
+    tau: Option<f32>,
+    /// The rule clip or a server optimizer applies inside (default mean for clip, fedavg otherwise).
+    #[arg(long)]
+    inner: Option<String>,
+    /// Server learning rate (fedavgm, fedadagrad, fedadam, fedyogi).
+    #[arg(long)]
+    lr: Option<f32>,
+    /// Server momentum / first-moment decay.
+    #[arg(long)]
+    beta1: Option<f32>,
+    /// Second-moment decay (fedadam, fedyogi).
+    #[arg(long)]
+    beta2: Option<f32>,
+    /// Any other option, as KEY=VALUE (repeatable): plugin options, or `inner.beta=0.2` for an inner rule.
+    #[arg(long = "opt", value_name = "KEY=VALUE")]
+    opts: Vec<String>,
+    /// Reject inputs whose L2 norm exceeds this.
+    #[arg(long)]
+    norm_bound: Option<f32>,
+    /// Folder that carries a server optimizer's state (m.npy, v.npy, round.txt) between calls.
+    #[arg(long)]
+    state: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -154,11 +214,43 @@ fn run(cli: Cli) -> Result<()> {
             println!("created {} with {} tensors from {}", out.display(), s.tensors().len(), input.display());
             Ok(())
         }
+        Command::Aggregate(args) => run_aggregate(args),
         Command::Inspect { file, verify } => {
             print!("{}", shoal::inspect::report(&file, verify).context("inspecting the store")?);
             Ok(())
         }
     }
+}
+
+fn run_aggregate(args: AggregateArgs) -> Result<()> {
+    let mut options = shoal::aggregate::options_from_pairs(&args.opts)?;
+    let named: [(&str, Option<String>); 8] = [
+        ("f", args.f.map(|v| v.to_string())),
+        ("m", args.m.map(|v| v.to_string())),
+        // fedavgm calls its momentum `beta`; --beta1 is accepted for it too.
+        ("beta", args.beta.map(|v| v.to_string())),
+        ("tau", args.tau.map(|v| v.to_string())),
+        ("inner", args.inner.clone()),
+        ("lr", args.lr.map(|v| v.to_string())),
+        (if args.rule == "fedavgm" { "beta" } else { "beta1" }, args.beta1.map(|v| v.to_string())),
+        ("beta2", args.beta2.map(|v| v.to_string())),
+    ];
+    for (key, value) in named {
+        if let Some(v) = value {
+            options.insert(key, &v);
+        }
+    }
+    let job = shoal::aggregate::AggregateJob {
+        rule: &args.rule,
+        options,
+        inputs: &args.inputs,
+        weights: args.weights.as_deref(),
+        norm_bound: args.norm_bound,
+        state: args.state.as_deref(),
+        out: &args.out,
+    };
+    print!("{}", shoal::aggregate::run(&job).with_context(|| format!("aggregating with `{}`", args.rule))?);
+    Ok(())
 }
 
 fn run_demo(args: DemoArgs) -> Result<()> {

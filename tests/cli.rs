@@ -131,3 +131,72 @@ fn inspect_reads_a_sparse_table() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+fn write_npy(path: &std::path::Path, shape: &[usize], values: &[f32]) {
+    let mut bytes = shoal::exchange::npy_header(shape);
+    bytes.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+    std::fs::write(path, bytes).unwrap();
+}
+
+fn read_npy(path: &std::path::Path) -> (Vec<usize>, Vec<f32>) {
+    shoal::exchange::parse_npy(&std::fs::read(path).unwrap(), path).unwrap()
+}
+
+#[test]
+fn aggregate_runs_rules_on_npy_files_and_reports_rejections() {
+    let dir = scratch("aggregate");
+    let inputs: Vec<PathBuf> = (0..5)
+        .map(|i| {
+            let p = dir.join(format!("u{i}.npy"));
+            let v: Vec<f32> = (0..6).map(|j| (i * 10 + j) as f32).collect();
+            write_npy(&p, &[2, 3], &v);
+            p
+        })
+        .collect();
+    let bad = dir.join("bad.npy");
+    write_npy(&bad, &[2, 3], &[1.0, f32::NAN, 0.0, 0.0, 0.0, 0.0]);
+    let out = dir.join("out.npy");
+    let run = |args: &[&str], files: &[&PathBuf]| {
+        let mut cmd = shoal();
+        cmd.arg("aggregate").args(args).arg("-o").arg(&out).args(files);
+        cmd.output().unwrap()
+    };
+    let files: Vec<&PathBuf> = inputs.iter().chain([&bad]).collect();
+    let o = run(&["--rule", "fedavg", "--weights", "1,1,1,1,4,9"], &files);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{text}{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        text.contains("used       5") && text.contains("rejected   ") && text.contains("bad.npy: contains NaN"),
+        "{text}"
+    );
+    let (shape, got) = read_npy(&out);
+    assert_eq!(shape, vec![2, 3]);
+    // Weights 1,1,1,1,4 over rows 0,10,20,30,40 (+ j): (0+10+20+30+160)/8 = 27.5.
+    for (j, &g) in got.iter().enumerate() {
+        assert!((g - (27.5 + j as f32)).abs() < 1e-4, "{g}");
+    }
+    // Krum without f: a one-line error that names the missing option.
+    let o = run(&["--rule", "krum"], &files);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.trim().lines().count() == 1 && err.contains("needs option `f`"), "{err}");
+    // A shape mismatch names the file.
+    let odd = dir.join("odd.npy");
+    write_npy(&odd, &[6], &[0.0; 6]);
+    let o = run(&["--rule", "mean"], &[&inputs[0], &odd]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("odd.npy") && err.contains("differs"), "{err}");
+    // A server optimizer keeps its state between calls in --state.
+    let state = dir.join("state");
+    let state_arg = state.to_str().unwrap();
+    let first = run(&["--rule", "fedavgm", "--lr", "1", "--state", state_arg], &files[..5]);
+    assert!(first.status.success());
+    let (_, step1) = read_npy(&out);
+    let second = run(&["--rule", "fedavgm", "--lr", "1", "--state", state_arg], &files[..5]);
+    assert!(String::from_utf8_lossy(&second.stdout).contains("round 2"));
+    let (_, step2) = read_npy(&out);
+    // Momentum 0.9: the second step is 1.9 times the first.
+    for (a, b) in step1.iter().zip(&step2) {
+        assert!((b - 1.9 * a).abs() < 1e-3 * (1.0 + a.abs()), "{a} {b}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -50,7 +50,8 @@ pub enum RuleError {
 }
 
 /// An aggregation rule.
-pub trait Rule: Send {
+/// `Any` lets a caller reach a concrete rule's extra API (a server optimizer's state) behind `dyn Rule`.
+pub trait Rule: Send + std::any::Any {
     fn name(&self) -> &'static str;
     /// Whether `n` valid inputs satisfy the rule's precondition (none, unless a rule states one).
     fn check(&self, _n: usize) -> Result<(), RuleError> {
