@@ -132,6 +132,50 @@ def sparse():
     ROWS.append(("sparse RSS / touched file", r["rss_mb"], "file", r["file_resident_mb"], "MB", ratio, 1.2, verdict))
 
 
+def rules():
+    n, p, f = (32, 1 << 18, 8) if QUICK else (32, 1 << 20, 8)
+    plugin = os.path.join(os.path.dirname(SHOAL), "..", "libshoal_rule_trimmed_mean.so")
+    r = shoal("rules", "--n", n, "--p", p, "--f", f, "--reps", 5, "--plugin", plugin)
+    rng = np.random.default_rng(3)
+    stack = rng.uniform(-1, 1, (n, p)).astype(np.float32)
+    from scipy.stats import trim_mean
+    med = best_of(2, lambda: np.median(stack, axis=0))
+    trim = best_of(2, lambda: trim_mean(stack, 0.1, axis=0))
+
+    def krum_pairs():
+        # The way federated-learning code commonly does it: one norm per pair.
+        d = np.zeros((n, n), dtype=np.float64)
+        for i in range(n):
+            for j in range(i + 1, n):
+                d[i, j] = d[j, i] = np.linalg.norm(stack[i] - stack[j]) ** 2
+        scores = np.sort(d, axis=1)[:, 1:n - f - 1].sum(axis=1)
+        return stack[np.argmin(scores)]
+
+    def krum_gram():
+        g = (stack @ stack.T).astype(np.float64)
+        sq = np.diag(g)
+        d = np.maximum(sq[:, None] + sq[None, :] - 2 * g, 0)
+        scores = np.sort(d, axis=1)[:, 1:n - f - 1].sum(axis=1)
+        return stack[np.argmin(scores)]
+
+    pairs = best_of(2, krum_pairs)
+    gram = best_of(3, krum_gram)
+    label = f"{n}x{p >> 20 if p >= 1 << 20 else p}{'M' if p >= 1 << 20 else ''}"
+    row(f"median {label}", med * 1e3 / r["median_ms"], "np.median", 1.0, "x", 50)
+    row(f"trimmed mean 10% {label}", trim * 1e3 / r["trimmed_ms"], "scipy trim_mean", 1.0, "x", 50)
+    row(f"krum f={f} {label}", pairs * 1e3 / r["krum_ms"], "numpy per-pair norms", 1.0, "x", 25)
+    row(f"krum f={f} {label}", gram * 1e3 / r["krum_ms"], "numpy Gram (sgemm)", 1.0, "x", 1.5)
+    print(f"{'(times)':<34} shoal median {r['median_ms']:.1f} ms, trimmed {r['trimmed_ms']:.1f}, krum {r['krum_ms']:.1f}, "
+          f"multi-krum {r['multi_krum_ms']:.1f}, bulyan f={r['bulyan_f']} {r['bulyan_ms']:.1f}; numpy median {med * 1e3:.0f} ms, "
+          f"trim_mean {trim * 1e3:.0f}, per-pair krum {pairs * 1e3:.0f}, Gram krum {gram * 1e3:.1f}", flush=True)
+    # Same speed within 5%: the plugin's time over the built-in's must stay within [0.95, 1.05].
+    ratio = r["trimmed_builtin_ms"] / r["trimmed_plugin_ms"]
+    verdict = "ok" if 0.95 <= ratio <= 1.05 else "MISS"
+    print(f"{'trimmed mean: plugin vs built-in':<34} built-in {r['trimmed_builtin_ms']:.2f} ms, plugin {r['trimmed_plugin_ms']:.2f} ms: "
+          f"speed ratio {ratio:.3f} (within 0.95..1.05)   {verdict}", flush=True)
+    ROWS.append(("plugin vs built-in", r["trimmed_plugin_ms"], "built-in", r["trimmed_builtin_ms"], "ms", ratio, 0.95, verdict))
+
+
 def bus_push():
     for size, count in ((1 << 20, 3000), (16 << 20, 300)):
         r = shoal("push", "--size", size, "--count", count)
@@ -145,6 +189,7 @@ def main():
     weighted_sum()
     sgemm()
     mlp()
+    rules()
     bus_push()
     if "--no-store" not in sys.argv:
         store()

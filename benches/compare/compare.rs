@@ -147,6 +147,54 @@ fn store(dir: &std::path::Path, open_gib: usize, commit_gib: usize) -> String {
     )
 }
 
+/// The robust rules on N updates of P floats (f Byzantine): milliseconds per aggregation, best of
+/// `reps`. With `plugin`, also the trimmed-mean plugin against the built-in, alternated so both see the
+/// same machine state.
+fn rules(n: usize, p: usize, f: usize, reps: usize, plugin: Option<&str>) -> String {
+    use shoal_engine::rules::{Bulyan, Krum, Median, Rule, TrimmedMean, Update};
+    let data: Vec<Vec<f32>> = (0..n)
+        .map(|i| {
+            let mut v = vec![0.0f32; p];
+            v.par_chunks_mut(1 << 14).enumerate().for_each(|(c, chunk)| {
+                let mut rng = SplitMix::new((i as u64) << 32 | c as u64);
+                chunk.iter_mut().for_each(|x| *x = rng.uniform(-1.0, 1.0));
+            });
+            v
+        })
+        .collect();
+    let updates: Vec<Update> =
+        data.iter().enumerate().map(|(i, v)| Update { sender: i as u32, weight: 1.0, values: v }).collect();
+    let mut out = vec![0.0f32; p];
+    let mut time = |rule: &mut dyn Rule| {
+        best_of(reps, || {
+            rule.aggregate(&updates, None, &mut out).expect("aggregate");
+        }) * 1e3
+    };
+    let median = time(&mut Median);
+    let trimmed = time(&mut TrimmedMean::new(0.1).expect("beta"));
+    let krum = time(&mut Krum::new(f, 1).expect("krum"));
+    let multi = time(&mut Krum::new(f, n - f).expect("multi-krum"));
+    let bulyan_f = n.saturating_sub(3) / 4;
+    let bulyan = time(&mut Bulyan::new(bulyan_f));
+    let mut plugin_line = String::new();
+    if let Some(path) = plugin {
+        let lib = shoal_plugins::PluginLibrary::load(std::path::Path::new(path)).expect("load the plugin");
+        let mut options = shoal_plugins::Options::default();
+        options.insert("beta", "0.1");
+        let mut from_plugin = lib.create(&options).expect("create");
+        let mut builtin = TrimmedMean::new(0.1).expect("beta");
+        let (mut a, mut b) = (f64::INFINITY, f64::INFINITY);
+        for _ in 0..reps.max(3) {
+            a = a.min(time(&mut builtin));
+            b = b.min(time(&mut from_plugin));
+        }
+        plugin_line = format!(r#", "trimmed_builtin_ms": {a:.3}, "trimmed_plugin_ms": {b:.3}"#);
+    }
+    format!(
+        r#"{{"n": {n}, "p": {p}, "f": {f}, "median_ms": {median:.3}, "trimmed_ms": {trimmed:.3}, "krum_ms": {krum:.3}, "multi_krum_ms": {multi:.3}, "bulyan_f": {bulyan_f}, "bulyan_ms": {bulyan:.3}{plugin_line}}}"#
+    )
+}
+
 /// Resident memory of this process (`VmRSS`, `RssAnon`) and the resident bytes of every mapping of
 /// `path`, from /proc (Linux), in bytes.
 fn memory(path: &std::path::Path) -> (u64, u64, u64) {
@@ -363,6 +411,13 @@ fn main() {
             arg(&args, "--rows", 10_000_000),
             arg(&args, "--dim", 16),
         ),
+        Some("rules") => rules(
+            arg(&args, "--n", 32),
+            arg(&args, "--p", 1 << 20),
+            arg(&args, "--f", 8),
+            arg(&args, "--reps", 5),
+            args.iter().position(|a| a == "--plugin").map(|i| args[i + 1].as_str()),
+        ),
         Some("push") => push(arg(&args, "--size", 1 << 20), arg(&args, "--count", 2000)),
         Some("push-send") => push_send(
             &args[args.iter().position(|a| a == "--endpoint").expect("--endpoint") + 1],
@@ -372,7 +427,7 @@ fn main() {
         ),
         Some("mlp") => mlp(arg(&args, "--batch", 256), arg(&args, "--steps", 50), arg(&args, "--reps", 5)),
         _ => {
-            eprintln!("usage: compare wsum|sgemm|mlp|store|sparse|push [--threads T] [--n N] [--p P] [--batch B] [--reps R] [--dir D] [--open-gib G] [--commit-gib G] [--rows R] [--dim D]");
+            eprintln!("usage: compare wsum|sgemm|mlp|store|sparse|rules|push [--threads T] [--n N] [--p P] [--batch B] [--reps R] [--dir D] [--open-gib G] [--commit-gib G] [--rows R] [--dim D] [--f F] [--plugin LIB]");
             std::process::exit(2);
         }
     });

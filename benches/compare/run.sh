@@ -16,7 +16,8 @@ if [ -z "$python" ]; then
   fi
   python="$venv/bin/python"
 fi
-cargo build --release --example compare
+cargo build --release --example compare -p shoal
+cargo build --release -p shoal-rule-trimmed-mean
 echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores; $(target/release/shoal info | grep '^gemm' | tr -s ' ')"
 # Some machines force an older OpenBLAS kernel through these variables; the peer gets its best kernel here.
 env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$python" benches/compare/compare.py "$root/target/release/examples/compare" "$@"

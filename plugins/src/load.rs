@@ -266,3 +266,16 @@ impl Rule for PluginRule {
         Some(&self.selected)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// docs/plugins.md states these sizes; a change here is an ABI change (bump ABI_VERSION).
+    #[test]
+    fn abi_struct_sizes_are_the_documented_ones() {
+        assert_eq!(size_of::<RuleEntry>(), 56);
+        assert_eq!(size_of::<RawUpdate>(), 16);
+        assert_eq!(size_of::<RawOutcome>(), 56);
+    }
+}

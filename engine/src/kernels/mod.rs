@@ -7,6 +7,7 @@
 pub mod activation;
 pub mod aggregate;
 pub mod blas1;
+pub mod gram;
 pub(crate) mod lanes;
 pub mod loss;
 pub mod math;

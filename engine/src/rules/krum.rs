@@ -27,8 +27,8 @@ impl Krum {
     }
 }
 
-/// Floats of every update per Gram work item: 32 updates x 8 KiB stay in L2 while all pairs are taken.
-const GRAM_CHUNK: usize = 2048;
+/// Floats of every update per Gram work item: 32 updates x 2 KiB stay in L2 while all pairs are taken.
+const GRAM_CHUNK: usize = 512;
 
 /// The Gram matrix G[i][j] = xᵢ·xⱼ of the updates (n x n, row-major, f64).
 ///
@@ -41,12 +41,27 @@ pub fn gram(valid: &[Update]) -> Vec<f64> {
     use rayon::prelude::*;
     let n = valid.len();
     let p = valid.first().map_or(0, |u| u.values.len());
+    // Rows are taken four at a time against two others (a register-blocked block of dot products); a
+    // block past the end repeats the last row and drops those results.
+    const R: usize = 4;
+    const C: usize = 2;
+    let rows = |start: usize| std::array::from_fn::<usize, R, _>(|k| (start + k).min(n - 1));
+    let cols = |start: usize| std::array::from_fn::<usize, C, _>(|k| (start + k).min(n - 1));
     let chunk_gram = |mut acc: Vec<f64>, c: usize| {
         let r = c * GRAM_CHUNK..((c + 1) * GRAM_CHUNK).min(p);
-        for i in 0..n {
-            let xi = &valid[i].values[r.clone()];
-            for j in i..n {
-                acc[i * n + j] += crate::kernels::dot(xi, &valid[j].values[r.clone()]) as f64;
+        for bi in (0..n).step_by(R) {
+            let is = rows(bi);
+            let a = is.map(|i| &valid[i].values[r.clone()]);
+            for bj in (bi - bi % C..n).step_by(C) {
+                let js = cols(bj);
+                let block = crate::kernels::gram::dots_block(a, js.map(|j| &valid[j].values[r.clone()]));
+                for (x, &i) in is.iter().enumerate().filter(|&(x, _)| bi + x < n) {
+                    for (y, &j) in js.iter().enumerate().filter(|&(y, _)| bj + y < n) {
+                        if j >= i {
+                            acc[i * n + j] += block[x][y] as f64;
+                        }
+                    }
+                }
             }
         }
         acc

@@ -94,23 +94,32 @@ pub fn validate<'a>(
     len: usize,
     norm_bound: Option<f32>,
 ) -> (Vec<Update<'a>>, Vec<(u32, String)>) {
+    use rayon::prelude::*;
+    // The squared norms are the whole cost (one read of every update): take them in parallel, in
+    // blocks, when there is enough to read to pay for the fork-join.
+    const BLOCK: usize = 1 << 16;
+    let norm2s: Vec<f32> = if updates.len() * len >= 1 << 18 && rayon::current_num_threads() > 1 {
+        updates
+            .par_iter()
+            .map(|u| if u.values.len() == len { u.values.par_chunks(BLOCK).map(norm2).sum() } else { 0.0 })
+            .collect()
+    } else {
+        updates.iter().map(|u| if u.values.len() == len { norm2(u.values) } else { 0.0 }).collect()
+    };
     let mut valid = Vec::with_capacity(updates.len());
     let mut rejected = Vec::new();
-    for u in updates {
+    for (u, &n2) in updates.iter().zip(&norm2s) {
         let reason = if u.values.len() != len {
             Some(format!("has {} values, expected {len}", u.values.len()))
         } else if !(u.weight.is_finite() && u.weight >= 0.0) {
             Some(format!("weight {} is not a finite non-negative number", u.weight))
-        } else {
+        } else if !n2.is_finite() {
             // A non-finite value makes the squared norm non-finite: one pass checks both.
-            let n2 = norm2(u.values);
-            if !n2.is_finite() {
-                Some("contains NaN or infinite values (or overflows)".to_string())
-            } else {
-                norm_bound
-                    .filter(|&b| n2.sqrt() > b)
-                    .map(|bound| format!("norm {:.4e} exceeds the bound {bound:.4e}", n2.sqrt()))
-            }
+            Some("contains NaN or infinite values (or overflows)".to_string())
+        } else {
+            norm_bound
+                .filter(|&b| n2.sqrt() > b)
+                .map(|bound| format!("norm {:.4e} exceeds the bound {bound:.4e}", n2.sqrt()))
         };
         match reason {
             Some(r) => rejected.push((u.sender, r)),
