@@ -13,5 +13,6 @@ pub mod aggregate;
 pub mod data;
 pub mod demo;
 pub mod exchange;
+pub mod federated;
 pub mod info;
 pub mod inspect;

@@ -35,8 +35,21 @@ enum Command {
         #[command(subcommand)]
         action: DataAction,
     },
-    /// Train an MLP on real MNIST on this machine (fetching the data first if it is missing).
-    Demo(DemoArgs),
+    /// The main demo: federated shared-encoder generation on real MNIST, embedded (fetches data first).
+    #[command(long_about = "Runs job 1, federated shared-encoder generation, on real MNIST with the master and \
+        every child as threads of this process over inproc ZeroMQ sockets. The job is examples/encoder-mnist.toml \
+        (built in; --config gives another). Data is fetched first if it is missing (pinned, hash-checked). \
+        Writes the encoder (store, safetensors, npy), report.json, rounds.csv and accuracy.svg to the output folder.")]
+    Demo(JobArgs),
+    /// Run a federated job embedded (master and children as threads) from a job file.
+    Local {
+        /// The job file (TOML), e.g. examples/encoder-mnist.toml.
+        config: PathBuf,
+        #[command(flatten)]
+        args: JobArgs,
+    },
+    /// Train an MLP centrally on real MNIST on this machine: the single-node baseline.
+    Train(DemoArgs),
     /// Write a store's committed version as safetensors (OUT ends in .safetensors) or a folder of .npy files.
     Export {
         /// The (dense) store file.
@@ -140,6 +153,28 @@ enum DataAction {
 }
 
 #[derive(clap::Args)]
+struct JobArgs {
+    /// A job file instead of the built-in examples/encoder-mnist.toml (demo only).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Data folder [default: $SHOAL_DATA or ./data].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Override the number of rounds.
+    #[arg(long)]
+    rounds: Option<u64>,
+    /// Override the output folder.
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// Override the rule (a built-in name or a plugin path); rule options come from the job file.
+    #[arg(long)]
+    rule: Option<String>,
+    /// One line per round, no progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(clap::Args)]
 struct DemoArgs {
     /// Data folder [default: $SHOAL_DATA or ./data].
     #[arg(long)]
@@ -198,7 +233,9 @@ fn run(cli: Cli) -> Result<()> {
             let dir = DataDir::resolve(data_dir);
             fetch::verify_all(&dir, &mut |l| println!("{l}")).context("verifying the datasets")
         }
-        Command::Demo(args) => run_demo(args),
+        Command::Demo(args) => run_job(None, args),
+        Command::Local { config, args } => run_job(Some(config), args),
+        Command::Train(args) => run_demo(args),
         Command::Export { store, out } => {
             let s = shoal_engine::store::Store::open(&store).context("opening the store")?;
             if out.extension().is_some_and(|e| e == "safetensors") {
@@ -220,6 +257,104 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// The job file `shoal demo` runs unless given another.
+const DEMO_JOB: &str = include_str!("../examples/encoder-mnist.toml");
+
+fn load_mnist(data_dir: Option<PathBuf>) -> Result<Mnist> {
+    let dir = DataDir::resolve(data_dir);
+    if !Mnist::is_converted(&dir.mnist()) {
+        println!("MNIST not found under {}: fetching the pinned datasets first", dir.0.display());
+        fetch::fetch_all(&dir, &mut |l| println!("  {l}")).context("fetching the datasets")?;
+    }
+    Mnist::load(&dir.mnist()).context("loading MNIST")
+}
+
+fn run_job(config: Option<PathBuf>, args: JobArgs) -> Result<()> {
+    use shoal::federated::master::MasterEvent;
+    let path = config.or(args.config);
+    let mut cfg = match &path {
+        Some(p) => shoal::federated::JobConfig::load(p).context("reading the job file")?,
+        None => shoal::federated::JobConfig::parse(DEMO_JOB).context("the built-in job file")?,
+    };
+    if let Some(r) = args.rounds {
+        if r == 0 {
+            bail!("--rounds must be at least 1");
+        }
+        cfg.training.rounds = r;
+    }
+    if let Some(o) = args.output {
+        cfg.output = Some(o);
+    }
+    if let Some(rule) = args.rule {
+        cfg.rule.name = rule;
+        shoal_plugins::build_rule(&cfg.rule.name, &cfg.rule_options()?).context("--rule")?;
+    }
+    let data = std::sync::Arc::new(load_mnist(args.data_dir)?);
+    println!(
+        "job {}: {} encoder {:?} over {} children ({} partition{}), C = {}, E = {}, B = {}, rule {}, {} rounds",
+        cfg.job,
+        cfg.encoder.kind,
+        cfg.encoder.hidden,
+        cfg.children.count + cfg.children.tabular,
+        cfg.children.partition,
+        if cfg.children.tabular > 0 { format!(", {} tabular", cfg.children.tabular) } else { String::new() },
+        cfg.training.fraction,
+        cfg.training.local_epochs,
+        cfg.training.batch,
+        cfg.rule.name,
+        cfg.training.rounds
+    );
+    let bar = if args.quiet {
+        ProgressBar::hidden()
+    } else {
+        let b = ProgressBar::new(cfg.training.rounds);
+        b.set_style(ProgressStyle::with_template("{bar:30} round {pos}/{len} {msg}").expect("static template"));
+        b
+    };
+    let say = |line: String| if args.quiet { println!("{line}") } else { bar.println(line) };
+    let mut events = |e: MasterEvent| match e {
+        MasterEvent::Resumed { round } => say(format!("resuming after round {round} (from the store)")),
+        MasterEvent::Joined { children, expected } => say(format!("{children} of {expected} children joined")),
+        MasterEvent::Confirmed { confirmed, declined } => {
+            say(format!("{confirmed} confirmed, {} declined", declined.len()));
+            if let Some((id, why)) = declined.first() {
+                say(format!("  e.g. child {id}: {why}"));
+            }
+        }
+        MasterEvent::Round(r) => {
+            let acc = r.accuracy.map_or("-".to_string(), |a| format!("{:.2}%", a * 100.0));
+            let line = format!(
+                "round {:>3}: accuracy {acc}, train loss {:.4}, {} updates{}, {:.2} s (children {:.2} s, merge {:.0} ms, eval {:.2} s), {:.1} MB out / {:.1} MB in",
+                r.round,
+                r.train_loss,
+                r.updates,
+                if r.dropped.is_empty() { String::new() } else { format!(" ({} dropped)", r.dropped.len()) },
+                r.seconds,
+                r.compute_seconds,
+                r.aggregate_seconds * 1e3,
+                r.eval_seconds,
+                r.bytes_sent as f64 / 1e6,
+                r.bytes_received as f64 / 1e6
+            );
+            bar.set_position(r.round);
+            bar.set_message(format!("accuracy {acc}"));
+            say(line);
+        }
+        MasterEvent::Log(l) => say(l),
+    };
+    let report = shoal::federated::run_local(&cfg, data, &mut events).context("running the job")?;
+    bar.finish_and_clear();
+    println!(
+        "done in {:.1} s: final test accuracy {} (shared encoder + the master's probe head)",
+        report.seconds,
+        report.final_accuracy().map_or("-".into(), |a| format!("{:.2}%", a * 100.0))
+    );
+    for p in &report.outputs {
+        println!("  wrote {}", p.display());
+    }
+    Ok(())
 }
 
 fn run_aggregate(args: AggregateArgs) -> Result<()> {

@@ -31,14 +31,14 @@ fn info_names_the_instruction_set_of_every_kernel_family() {
 fn help_explains_every_command() {
     let out = shoal().arg("--help").output().unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
-    for cmd in ["info", "data", "demo"] {
+    for cmd in ["info", "data", "demo", "local", "train", "aggregate", "inspect"] {
         assert!(text.contains(cmd), "{text}");
     }
 }
 
 #[test]
-fn demo_with_a_bad_option_fails_in_one_line() {
-    let out = shoal().args(["demo", "--lr", "-1"]).output().unwrap();
+fn train_with_a_bad_option_fails_in_one_line() {
+    let out = shoal().args(["train", "--lr", "-1"]).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8(out.stderr).unwrap();
     assert_eq!(err.trim().lines().count(), 1, "{err}");
@@ -197,6 +197,26 @@ fn aggregate_runs_rules_on_npy_files_and_reports_rejections() {
     // Momentum 0.9: the second step is 1.9 times the first.
     for (a, b) in step1.iter().zip(&step2) {
         assert!((b - 1.9 * a).abs() < 1e-3 * (1.0 + a.abs()), "{a} {b}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_bad_job_file_is_refused_in_one_line_naming_the_field() {
+    let dir = scratch("badjob");
+    for (body, want) in [
+        ("job = \"j\"\n[encoder]\ntype = \"audio\"\nhidden = [8]\n", "encoder.type"),
+        ("job = \"j\"\n[encoder]\ntype = \"image28x28\"\nhidden = [8]\n[rule]\nname = \"krum\"\n", "needs option `f`"),
+        (
+            "job = \"j\"\n[encoder]\ntype = \"image28x28\"\nhidden = [8]\n[training]\nrunds = 3\n",
+            "unknown field `runds`",
+        ),
+    ] {
+        let path = dir.join("job.toml");
+        std::fs::write(&path, body).unwrap();
+        let out = shoal().args(["local", "--quiet"]).arg(&path).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.trim().lines().count() == 1 && err.contains(want), "{want}: {err}");
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

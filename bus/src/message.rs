@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// The protocol version every header carries. Peers with a different major version are refused; a
 /// higher minor version only adds optional header fields, which older peers ignore.
-pub const PROTOCOL_VERSION: (u16, u16) = (0, 1);
+pub const PROTOCOL_VERSION: (u16, u16) = (0, 2);
 
 /// A node's role in a cluster.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -43,6 +43,8 @@ pub enum Kind {
     Snapshot,
     /// A request was refused or failed (with the reason).
     Error,
+    /// Master → children: the job is over (with its outcome); the child stops.
+    Done,
 }
 
 /// Element type of a payload frame.

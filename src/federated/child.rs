@@ -1,0 +1,253 @@
+//! A child node: joins the master, answers its instruction with a confirmation or a decline, then
+//! trains the shared encoder plus its own head on its local samples each round it is picked for. Only
+//! the encoder's parameters leave the child; the head stays.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use shoal_bus::Kind;
+use shoal_engine::model::{HeadKind, Network, NetworkSpec, Optimizer, OptimizerKind, SplitMix, Targets};
+
+use super::JobError;
+use super::wire::{Link, meta, tensor};
+use crate::data::mnist::{CLASSES, Mnist, PIXELS};
+
+/// What a child holds and how it behaves.
+#[derive(Clone, Debug)]
+pub struct ChildSpec {
+    pub id: u32,
+    pub holds: Holding,
+    /// Sends Gaussian noise of this standard deviation instead of its update (an attacker).
+    pub noise: Option<f32>,
+    /// Waits this long before answering each round (a straggler, for tests).
+    pub delay: Duration,
+    /// Set by whoever runs the child to make it stop waiting (the embedded runner, once the master is
+    /// gone).
+    pub stop: Option<Arc<AtomicBool>>,
+}
+
+/// The data a child holds.
+#[derive(Clone, Debug)]
+pub enum Holding {
+    /// MNIST training images, by index into the train split.
+    Images { indices: Vec<usize> },
+    /// Tabular rows only (it declines an image encoder).
+    Tabular { rows: usize },
+}
+
+impl Holding {
+    fn kind(&self) -> &'static str {
+        match self {
+            Holding::Images { .. } => "image28x28",
+            Holding::Tabular { .. } => "tabular-adult",
+        }
+    }
+}
+
+/// What a child did, for the report and the tests.
+#[derive(Clone, Debug, Default)]
+pub struct ChildSummary {
+    pub id: u32,
+    pub confirmed: bool,
+    pub rounds_trained: u64,
+    pub outcome: String,
+}
+
+/// Longest a send may block (the peer's queue full, or no peer at all).
+pub const SEND_TIMEOUT_MS: i32 = 5_000;
+
+/// Longest a child waits for the master before it gives up.
+pub const MASTER_SILENCE: Duration = Duration::from_secs(600);
+
+/// Runs one child until the master says the job is done (or goes silent for [`MASTER_SILENCE`]).
+pub fn run_child(
+    ctx: &zmq::Context,
+    endpoint: &str,
+    job: &str,
+    spec: ChildSpec,
+    data: Arc<Mnist>,
+) -> Result<ChildSummary, JobError> {
+    let socket = shoal_bus::transport::socket(ctx, zmq::DEALER, &Default::default())?;
+    socket
+        .set_identity(format!("child-{}", spec.id).as_bytes())
+        .map_err(|cause| JobError::Zmq { op: "set identity", cause })?;
+    // A send never blocks for long: with the master gone, a DEALER would otherwise wait forever.
+    socket.set_sndtimeo(SEND_TIMEOUT_MS).map_err(|cause| JobError::Zmq { op: "set SNDTIMEO", cause })?;
+    socket.connect(endpoint).map_err(|cause| JobError::Zmq { op: "connect", cause })?;
+    let mut link = Link::new(socket, spec.id, job, 0);
+    let mut hello = link.header(Kind::Hello, 0);
+    hello.meta.insert("role".into(), "worker".into());
+    hello.meta.insert("holds".into(), spec.holds.kind().into());
+    link.send(None, hello, &[])?;
+
+    let mut summary = ChildSummary { id: spec.id, ..Default::default() };
+    let mut trainer: Option<Trainer> = None;
+    let mut silent_since = Instant::now();
+    loop {
+        // Wait in short slices, so a stop request is seen promptly.
+        let slice = Instant::now() + Duration::from_millis(200);
+        let Some(msg) = link.recv_until(slice, &mut |_| {})? else {
+            if spec.stop.as_ref().is_some_and(|s| s.load(Ordering::Relaxed)) {
+                summary.outcome = "stopped".into();
+                return Ok(summary);
+            }
+            if silent_since.elapsed() > MASTER_SILENCE {
+                summary.outcome = "the master went silent".into();
+                return Ok(summary);
+            }
+            continue;
+        };
+        silent_since = Instant::now();
+        let h = &msg.header;
+        match h.kind {
+            Kind::Welcome => {}
+            Kind::Instruction => {
+                let wanted = h.meta.get("type").cloned().unwrap_or_default();
+                let mut reply;
+                match (&spec.holds, wanted == spec.holds.kind()) {
+                    (Holding::Images { indices }, true) => {
+                        trainer = Some(Trainer::from_instruction(h, indices.clone(), spec.id)?);
+                        reply = link.header(Kind::Confirm, 0);
+                        reply.meta.insert("samples".into(), indices.len().to_string());
+                        summary.confirmed = true;
+                    }
+                    (holding, _) => {
+                        reply = link.header(Kind::Decline, 0);
+                        let reason = match holding {
+                            Holding::Tabular { rows } => {
+                                format!("no data of type {wanted} (holds {rows} tabular-adult rows)")
+                            }
+                            Holding::Images { .. } => format!("no data of type {wanted} (holds image28x28)"),
+                        };
+                        reply.meta.insert("reason".into(), reason);
+                    }
+                }
+                link.send(None, reply, &[])?;
+            }
+            Kind::Params => {
+                let round = h.round;
+                let (Some(t), Some(encoder)) = (trainer.as_mut(), tensor(&msg, 0)) else { continue };
+                std::thread::sleep(spec.delay);
+                let started = Instant::now();
+                let (mut out, loss) = t.train(&data, &encoder, round)?;
+                if let Some(sigma) = spec.noise {
+                    let mut rng = SplitMix::new(spec.id as u64 ^ round << 20);
+                    for (o, e) in out.iter_mut().zip(&encoder) {
+                        // Box-Muller noise around the received parameters: an update that carries nothing.
+                        let u = 1.0 - rng.uniform(0.0, 1.0);
+                        let v = rng.uniform(0.0, 1.0);
+                        *o = e + sigma * (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * v).cos();
+                    }
+                }
+                let mut update = link.header(Kind::Update, round);
+                update.meta.insert("samples".into(), t.indices.len().to_string());
+                update.meta.insert("loss".into(), format!("{loss}"));
+                update.meta.insert("train_ms".into(), format!("{:.3}", started.elapsed().as_secs_f64() * 1e3));
+                // A late update may find the master gone (the job ended without it): not an error.
+                if link.send(None, update, &[&out]).is_ok() {
+                    summary.rounds_trained += 1;
+                }
+            }
+            Kind::Done => {
+                summary.outcome = h.meta.get("outcome").cloned().unwrap_or_default();
+                return Ok(summary);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A child's model: the shared encoder it receives each round plus its own head, and its samples.
+struct Trainer {
+    net: Network,
+    params: Vec<f32>,
+    encoder_len: usize,
+    indices: Vec<usize>,
+    epochs: usize,
+    batch: usize,
+    lr: f32,
+    rng: SplitMix,
+    seed: u64,
+    id: u32,
+    head_warmup: usize,
+}
+
+impl Trainer {
+    fn from_instruction(h: &shoal_bus::Header, indices: Vec<usize>, id: u32) -> Result<Self, JobError> {
+        let bad = |what: &str| JobError::Protocol(format!("instruction without a valid `{what}`"));
+        let hidden: Vec<usize> = h
+            .meta
+            .get("hidden")
+            .ok_or_else(|| bad("hidden"))?
+            .split(',')
+            .map(|w| w.trim().parse().map_err(|_| bad("hidden")))
+            .collect::<Result<_, _>>()?;
+        let activation = h.meta.get("activation").and_then(|a| a.parse().ok()).ok_or_else(|| bad("activation"))?;
+        let mut encoder = vec![PIXELS];
+        encoder.extend(hidden);
+        let net = Network::new(NetworkSpec { encoder, activation, head: HeadKind::Softmax, outputs: CLASSES })?;
+        let seed: u64 = meta(h, "seed").ok_or_else(|| bad("seed"))?;
+        // Each child's head starts from its own seed: heads are private and never averaged.
+        let params = net.init_params(seed ^ (id as u64 + 1) << 32).to_vec();
+        let encoder_len = super::master::encoder_layout(&net)?.1;
+        Ok(Self {
+            params,
+            encoder_len,
+            indices,
+            epochs: meta(h, "local_epochs").ok_or_else(|| bad("local_epochs"))?,
+            batch: meta(h, "batch").ok_or_else(|| bad("batch"))?,
+            lr: meta(h, "lr").ok_or_else(|| bad("lr"))?,
+            rng: SplitMix::new(seed ^ id as u64),
+            seed,
+            id,
+            head_warmup: meta(h, "head_warmup").unwrap_or(1),
+            net,
+        })
+    }
+
+    /// Trains encoder + head for the configured epochs from `encoder`; returns the new encoder and the
+    /// mean training loss.
+    fn train(&mut self, data: &Mnist, encoder: &[f32], round: u64) -> Result<(Vec<f32>, f32), JobError> {
+        if encoder.len() != self.encoder_len {
+            return Err(JobError::Protocol(format!(
+                "received {} encoder parameters, expected {}",
+                encoder.len(),
+                self.encoder_len
+            )));
+        }
+        // A child keeps no state between rounds: its head and its shuffling start from (seed, child, round).
+        // A restarted child, or a master that resumes a round, gets exactly the update a crash-free run
+        // would have produced.
+        self.params = self.net.init_params(self.seed ^ (self.id as u64 + 1) << 32 ^ round << 16).to_vec();
+        self.rng = SplitMix::new(self.seed ^ self.id as u64 ^ round << 40);
+        self.params[..self.encoder_len].copy_from_slice(encoder);
+        let batch = if self.batch == 0 { self.indices.len() } else { self.batch }.max(1);
+        let mut opt = Optimizer::new(OptimizerKind::Sgd { lr: self.lr }, self.params.len());
+        let mut ws = self.net.workspace(batch);
+        let mut grads = vec![0.0; self.params.len()];
+        let (mut x, mut y) = (Vec::new(), Vec::new());
+        let mut order = self.indices.clone();
+        let (mut total, mut seen) = (0.0f64, 0usize);
+        // The fresh head first learns the received encoder's features (encoder frozen), so the joint
+        // epochs start from a head that matches it.
+        for epoch in 0..self.head_warmup + self.epochs {
+            let warmup = epoch < self.head_warmup;
+            for i in (1..order.len()).rev() {
+                order.swap(i, self.rng.below(i + 1));
+            }
+            for chunk in order.chunks(batch) {
+                data.train.fill_batch(chunk, &mut x, &mut y);
+                let loss = self.net.loss_and_grad(&self.params, &x, Targets::Classes(&y), &mut ws, &mut grads)?;
+                if warmup {
+                    grads[..self.encoder_len].fill(0.0);
+                } else {
+                    total += loss as f64 * chunk.len() as f64;
+                    seen += chunk.len();
+                }
+                opt.step(&mut self.params, &grads);
+            }
+        }
+        Ok((self.params[..self.encoder_len].to_vec(), (total / seen.max(1) as f64) as f32))
+    }
+}

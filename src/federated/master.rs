@@ -1,0 +1,372 @@
+//! The master: gathers children, sends the shared-encoder instruction, and runs the rounds: parameters
+//! to a sample of the confirmed children, their updates back before the deadline, the rule's merge into
+//! the shared encoder, a commit to the parameter store, an evaluation. After the last round it tells the
+//! children the job is done and writes the encoder and the report.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use shoal_bus::Kind;
+use shoal_engine::model::{HeadKind, Network, NetworkSpec, Optimizer, OptimizerKind, ParamLayout, SplitMix, Targets};
+use shoal_engine::rules::Update;
+use shoal_engine::store::Store;
+
+use super::JobError;
+use super::config::JobConfig;
+use super::report::{JobReport, RoundStats};
+use super::wire::{Link, meta, tensor};
+use crate::data::mnist::{CLASSES, Mnist, PIXELS, Split};
+
+/// What the master tells whoever runs it, as it happens.
+pub enum MasterEvent<'a> {
+    Resumed { round: u64 },
+    Joined { children: usize, expected: usize },
+    Confirmed { confirmed: usize, declined: &'a [(u32, String)] },
+    Round(&'a RoundStats),
+    Log(String),
+}
+
+/// The network the job trains: the shared encoder plus a softmax head.
+pub fn network(cfg: &JobConfig) -> Result<Network, JobError> {
+    let mut encoder = vec![PIXELS];
+    encoder.extend(&cfg.encoder.hidden);
+    Ok(Network::new(NetworkSpec { encoder, activation: cfg.activation(), head: HeadKind::Softmax, outputs: CLASSES })?)
+}
+
+/// The layout of the encoder alone (the `encoder.*` slots, at the offsets they have in the network).
+pub fn encoder_layout(net: &Network) -> Result<(ParamLayout, usize), JobError> {
+    let mut layout = ParamLayout::new();
+    for slot in net.layout.with_prefix("encoder.") {
+        layout.push(slot.name.clone(), &slot.shape)?;
+    }
+    // The encoder's slots come first in the network, so they sit at the same offsets in both layouts.
+    let head = net.layout.find("head.weight")?.offset;
+    if layout.total_len() > head {
+        return Err(JobError::Protocol(format!(
+            "encoder layout is {} floats, the network's encoder {head}",
+            layout.total_len()
+        )));
+    }
+    let len = layout.total_len();
+    Ok((layout, len))
+}
+
+/// The master's own head on the shared encoder, fitted on the validation split each evaluation (the
+/// encoder frozen), then scored on the test split: how good the shared representation is.
+struct Probe {
+    net: Network,
+    params: Vec<f32>,
+    opt: Optimizer,
+    encoder_len: usize,
+    rng: SplitMix,
+}
+
+impl Probe {
+    fn new(net: Network, seed: u64, encoder_len: usize) -> Self {
+        let params = net.init_params(seed ^ 0x0b5e).to_vec();
+        let opt = Optimizer::new(OptimizerKind::Sgd { lr: 0.1 }, params.len());
+        Self { net, params, opt, encoder_len, rng: SplitMix::new(seed ^ 0xe7a1) }
+    }
+
+    fn evaluate(&mut self, encoder: &[f32], val: &Split, test: &Split, epochs: usize) -> Result<f64, JobError> {
+        self.params[..self.encoder_len].copy_from_slice(encoder);
+        let batch = 100;
+        let mut ws = self.net.workspace(batch);
+        let mut grads = vec![0.0; self.params.len()];
+        let (mut x, mut y) = (Vec::new(), Vec::new());
+        let mut order: Vec<usize> = (0..val.len()).collect();
+        for _ in 0..epochs {
+            for i in (1..order.len()).rev() {
+                order.swap(i, self.rng.below(i + 1));
+            }
+            for chunk in order.chunks(batch) {
+                val.fill_batch(chunk, &mut x, &mut y);
+                self.net.loss_and_grad(&self.params, &x, Targets::Classes(&y), &mut ws, &mut grads)?;
+                grads[..self.encoder_len].fill(0.0); // the encoder is what is being judged: frozen
+                self.opt.step(&mut self.params, &grads);
+            }
+        }
+        Ok(crate::demo::accuracy(&self.net, &self.params, test)?)
+    }
+}
+
+/// Runs the master side of the job to the end.
+pub fn run_master(
+    ctx: &zmq::Context,
+    cfg: &JobConfig,
+    data: &Mnist,
+    events: &mut dyn FnMut(MasterEvent),
+) -> Result<JobReport, JobError> {
+    let job_started = Instant::now();
+    let socket = shoal_bus::transport::socket(ctx, zmq::ROUTER, &Default::default())?;
+    socket.set_sndtimeo(super::child::SEND_TIMEOUT_MS).map_err(|cause| JobError::Zmq { op: "set SNDTIMEO", cause })?;
+    socket.bind(&cfg.transport.endpoint).map_err(|cause| JobError::Zmq { op: "bind", cause })?;
+    let mut link = Link::new(socket, 0, &cfg.job, 1);
+
+    let net = network(cfg)?;
+    let (layout, encoder_len) = encoder_layout(&net)?;
+    let out_dir = cfg.output_dir();
+    std::fs::create_dir_all(&out_dir).map_err(|cause| JobError::Io { path: out_dir.clone(), cause })?;
+    let store_path = out_dir.join("encoder.shoal");
+    let (mut store, start_round) = if store_path.exists() {
+        let store = Store::open(&store_path)?;
+        let round = store.counter("round").unwrap_or(0);
+        (store, round)
+    } else {
+        let init = net.init_params(cfg.seed);
+        (Store::create(&store_path, &layout, &init[..encoder_len])?, 0)
+    };
+    if start_round > 0 {
+        events(MasterEvent::Resumed { round: start_round });
+    }
+    let mut params = store.params().to_vec();
+
+    // Join: every child says hello.
+    let expected = cfg.children.count + cfg.children.tabular;
+    let mut members: BTreeMap<u32, Vec<u8>> = BTreeMap::new();
+    let mut bad = 0u64;
+    let deadline = Instant::now() + Duration::from_millis(cfg.deadlines.join_ms);
+    while members.len() < expected {
+        let Some(m) = link.recv_until(deadline, &mut |_| bad += 1)? else { break };
+        if m.header.kind == Kind::Hello {
+            welcome(&mut link, &mut members, &m, cfg)?;
+        }
+    }
+    events(MasterEvent::Joined { children: members.len(), expected });
+
+    // Instruction, then confirmations until every member answered or the deadline passed.
+    for identity in members.values() {
+        let h = instruction(&mut link, cfg);
+        link.send(Some(identity), h, &[])?;
+    }
+    let mut confirmed: BTreeMap<u32, u64> = BTreeMap::new();
+    let mut declined: Vec<(u32, String)> = Vec::new();
+    let deadline = Instant::now() + Duration::from_millis(cfg.deadlines.confirm_ms);
+    while confirmed.len() + declined.len() < members.len() {
+        let Some(m) = link.recv_until(deadline, &mut |_| bad += 1)? else { break };
+        handle_membership(&mut link, &mut members, &mut confirmed, &mut declined, &m, cfg)?;
+    }
+    events(MasterEvent::Confirmed { confirmed: confirmed.len(), declined: &declined });
+    if confirmed.len() < cfg.training.min_children {
+        finish(&mut link, &members, "stopped: not enough children confirmed");
+        return Err(JobError::Quorum { stage: "confirmation", got: confirmed.len(), need: cfg.training.min_children });
+    }
+
+    let mut rule = shoal_plugins::build_rule(&cfg.rule.name, &cfg.rule_options()?)?;
+    let mut probe = Probe::new(net, cfg.seed, encoder_len);
+    let mut report = JobReport::new(cfg, start_round);
+    let mut step = vec![0.0f32; encoder_len];
+    for round in start_round..cfg.training.rounds {
+        let round_started = Instant::now();
+        let (sent0, recv0) = (link.bytes_sent, link.bytes_received);
+        let mut attempt = 0;
+        let (picked, updates, dropped) = loop {
+            let picked = pick(&confirmed, cfg, round, attempt);
+            let mut dropped: Vec<(u32, String)> = Vec::new();
+            for &id in &picked {
+                let h = link.header(Kind::Params, round);
+                if let Err(e) = link.send(Some(&members[&id]), h, &[&params]) {
+                    dropped.push((id, format!("unreachable: {e}")));
+                }
+            }
+            let mut updates: BTreeMap<u32, (u64, Vec<f32>, f32, f64)> = BTreeMap::new();
+            let waiting = picked.len() - dropped.len();
+            let deadline = Instant::now() + Duration::from_millis(cfg.deadlines.round_ms);
+            while updates.len() < waiting {
+                let Some(m) = link.recv_until(deadline, &mut |_| bad += 1)? else { break };
+                let h = &m.header;
+                match h.kind {
+                    Kind::Update if h.round == round && picked.contains(&h.sender) => {
+                        match tensor(&m, 0).filter(|t| t.len() == encoder_len) {
+                            Some(t) => {
+                                let samples = meta(h, "samples").unwrap_or(1);
+                                let loss = meta(h, "loss").unwrap_or(f32::NAN);
+                                let train_ms = meta(h, "train_ms").unwrap_or(0.0);
+                                updates.insert(h.sender, (samples, t, loss, train_ms));
+                            }
+                            None => dropped.push((h.sender, "update of the wrong size".into())),
+                        }
+                    }
+                    Kind::Update => events(MasterEvent::Log(format!(
+                        "round {round}: late update from child {} for round {} dropped",
+                        h.sender, h.round
+                    ))),
+                    _ => handle_membership(&mut link, &mut members, &mut confirmed, &mut declined, &m, cfg)?,
+                }
+            }
+            for &id in &picked {
+                if !updates.contains_key(&id) && !dropped.iter().any(|(d, _)| *d == id) {
+                    dropped.push((id, "missed the round deadline".into()));
+                }
+            }
+            if updates.len() >= cfg.training.min_children.min(confirmed.len()).max(1) {
+                break (picked, updates, dropped);
+            }
+            attempt += 1;
+            events(MasterEvent::Log(format!(
+                "round {round}: only {} of {} updates arrived (quorum {}): attempt {attempt} of {}",
+                updates.len(),
+                picked.len(),
+                cfg.training.min_children,
+                cfg.deadlines.retries
+            )));
+            if attempt > cfg.deadlines.retries {
+                finish(&mut link, &members, "stopped: a round lost its quorum");
+                return Err(JobError::Quorum { stage: "round", got: updates.len(), need: cfg.training.min_children });
+            }
+        };
+        // Merge: the rule aggregates the children's deltas; the step is added to the shared encoder.
+        let agg_started = Instant::now();
+        let deltas: Vec<(u32, f32, Vec<f32>)> = updates
+            .iter()
+            .map(|(&id, (samples, t, _, _))| (id, *samples as f32, t.iter().zip(&params).map(|(u, p)| u - p).collect()))
+            .collect();
+        let views: Vec<Update> =
+            deltas.iter().map(|(id, w, d)| Update { sender: *id, weight: *w, values: d }).collect();
+        let rule_report = rule.aggregate(&views, None, &mut step)?;
+        params.iter_mut().zip(&step).for_each(|(p, s)| *p += s);
+        store.params_mut()?.copy_from_slice(&params);
+        store.commit(&[("round", round + 1)])?;
+        let aggregate_secs = agg_started.elapsed().as_secs_f64();
+
+        let last = round + 1 == cfg.training.rounds;
+        let eval_started = Instant::now();
+        let accuracy = if (round + 1) % cfg.eval.every == 0 || last {
+            Some(probe.evaluate(&params, &data.val, &data.test, cfg.eval.probe_epochs)?)
+        } else {
+            None
+        };
+        let eval_secs = eval_started.elapsed().as_secs_f64();
+        let compute_secs = updates.values().map(|u| u.3).fold(0.0, f64::max) / 1e3;
+        let total = round_started.elapsed().as_secs_f64();
+        let weight: f64 = updates.values().map(|u| u.0 as f64).sum();
+        let stats = RoundStats {
+            round: round + 1,
+            picked: picked.len(),
+            updates: updates.len(),
+            used: rule_report.used.clone(),
+            rejected: rule_report.rejected.clone(),
+            dropped,
+            accuracy,
+            train_loss: updates.values().map(|u| u.2 as f64 * u.0 as f64).sum::<f64>() / weight.max(1.0),
+            bytes_sent: link.bytes_sent - sent0,
+            bytes_received: link.bytes_received - recv0,
+            seconds: total,
+            compute_seconds: compute_secs,
+            aggregate_seconds: aggregate_secs,
+            eval_seconds: eval_secs,
+        };
+        events(MasterEvent::Round(&stats));
+        report.rounds.push(stats);
+    }
+    finish(&mut link, &members, &format!("finished after {} rounds", cfg.training.rounds));
+    report.confirmed = confirmed.len();
+    report.declined = declined;
+    report.bad_messages = bad;
+    report.seconds = job_started.elapsed().as_secs_f64();
+    report.outputs = write_outputs(&store, &out_dir, &report)?;
+    Ok(report)
+}
+
+fn instruction(link: &mut Link, cfg: &JobConfig) -> shoal_bus::Header {
+    let mut h = link.header(Kind::Instruction, 0);
+    let hidden: Vec<String> = cfg.encoder.hidden.iter().map(|w| w.to_string()).collect();
+    for (k, v) in [
+        ("type", cfg.encoder.kind.clone()),
+        ("hidden", hidden.join(",")),
+        ("activation", cfg.encoder.activation.clone()),
+        ("local_epochs", cfg.training.local_epochs.to_string()),
+        ("batch", cfg.training.batch.to_string()),
+        ("lr", cfg.training.lr.to_string()),
+        ("head_warmup", cfg.training.head_warmup.to_string()),
+        ("seed", cfg.seed.to_string()),
+        ("rounds", cfg.training.rounds.to_string()),
+    ] {
+        h.meta.insert(k.into(), v);
+    }
+    h
+}
+
+fn welcome(
+    link: &mut Link,
+    members: &mut BTreeMap<u32, Vec<u8>>,
+    m: &shoal_bus::transport::Received,
+    cfg: &JobConfig,
+) -> Result<(), JobError> {
+    let identity = m.envelope.first().cloned().unwrap_or_default();
+    if m.header.job != cfg.job {
+        let mut h = link.header(Kind::Error, 0);
+        h.meta.insert("reason".into(), format!("this master runs job `{}`, not `{}`", cfg.job, m.header.job));
+        link.send(Some(&identity), h, &[])?;
+        return Ok(());
+    }
+    members.insert(m.header.sender, identity.clone());
+    let h = link.header(Kind::Welcome, 0);
+    link.send(Some(&identity), h, &[])?;
+    Ok(())
+}
+
+/// Joins, confirmations and declines, whenever they arrive (a restarted child says hello again and is
+/// instructed again).
+fn handle_membership(
+    link: &mut Link,
+    members: &mut BTreeMap<u32, Vec<u8>>,
+    confirmed: &mut BTreeMap<u32, u64>,
+    declined: &mut Vec<(u32, String)>,
+    m: &shoal_bus::transport::Received,
+    cfg: &JobConfig,
+) -> Result<(), JobError> {
+    let h = &m.header;
+    match h.kind {
+        Kind::Hello => {
+            confirmed.remove(&h.sender);
+            welcome(link, members, m, cfg)?;
+            if let Some(identity) = members.get(&h.sender).cloned() {
+                let i = instruction(link, cfg);
+                link.send(Some(&identity), i, &[])?;
+            }
+        }
+        Kind::Confirm if members.contains_key(&h.sender) => {
+            confirmed.insert(h.sender, meta(h, "samples").unwrap_or(0));
+        }
+        Kind::Decline if members.contains_key(&h.sender) => {
+            declined.push((h.sender, h.meta.get("reason").cloned().unwrap_or_default()));
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// The children that train in `round`: a fraction C of the confirmed ones (at least the quorum), drawn
+/// from the job seed, the round and the attempt, so a resumed job draws the same.
+fn pick(confirmed: &BTreeMap<u32, u64>, cfg: &JobConfig, round: u64, attempt: u32) -> Vec<u32> {
+    let mut ids: Vec<u32> = confirmed.keys().copied().collect();
+    let want =
+        ((cfg.training.fraction * ids.len() as f64).ceil() as usize).max(cfg.training.min_children).min(ids.len());
+    let mut rng = SplitMix::new(cfg.seed ^ round.wrapping_mul(0x9e37_79b9) ^ (attempt as u64) << 48);
+    for i in (1..ids.len()).rev() {
+        ids.swap(i, rng.below(i + 1));
+    }
+    ids.truncate(want);
+    ids.sort_unstable();
+    ids
+}
+
+fn finish(link: &mut Link, members: &BTreeMap<u32, Vec<u8>>, outcome: &str) {
+    for identity in members.values() {
+        let mut h = link.header(Kind::Done, 0);
+        h.meta.insert("outcome".into(), outcome.into());
+        let _ = link.send(Some(identity), h, &[]);
+    }
+}
+
+fn write_outputs(store: &Store, dir: &std::path::Path, report: &JobReport) -> Result<Vec<PathBuf>, JobError> {
+    let st = dir.join("encoder.safetensors");
+    crate::exchange::export_safetensors(store, &st)?;
+    let npy = dir.join("encoder-npy");
+    crate::exchange::export_npy(store, &npy)?;
+    let mut outputs = vec![dir.join("encoder.shoal"), st, npy];
+    outputs.extend(report.write(dir)?);
+    Ok(outputs)
+}

@@ -1,0 +1,94 @@
+//! The federated job's messages on top of the bus: one function per message the protocol sends, and
+//! one that waits for the next message until a deadline. Tensors travel as raw little-endian f32
+//! payload frames described (and checksummed) in the header.
+
+use std::time::{Duration, Instant};
+
+use shoal_bus::transport::{Received, TransportError, recv, send};
+use shoal_bus::{Dtype, Header, Kind, Limits, describe};
+
+/// A node's socket with its sequence counter and byte accounting.
+pub struct Link {
+    pub socket: zmq::Socket,
+    pub me: u32,
+    pub job: String,
+    seq: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    limits: Limits,
+    /// Identity frames before each message: 1 on the master's ROUTER, 0 on a child's DEALER.
+    envelope_frames: usize,
+}
+
+impl Link {
+    pub fn new(socket: zmq::Socket, me: u32, job: &str, envelope_frames: usize) -> Self {
+        Self {
+            socket,
+            me,
+            job: job.to_string(),
+            seq: 0,
+            bytes_sent: 0,
+            bytes_received: 0,
+            limits: Limits::default(),
+            envelope_frames,
+        }
+    }
+
+    /// A header of `kind` from this node with the next sequence number.
+    pub fn header(&mut self, kind: Kind, round: u64) -> Header {
+        self.seq += 1;
+        let mut h = Header::new(kind, self.me, self.job.clone(), self.seq);
+        h.round = round;
+        h
+    }
+
+    /// Sends `header` (to the peer with identity `to`, on a ROUTER) with f32 tensors as payload frames.
+    pub fn send(&mut self, to: Option<&[u8]>, mut header: Header, tensors: &[&[f32]]) -> Result<(), TransportError> {
+        let payloads: Vec<Vec<u8>> = tensors.iter().map(|t| bytemuck::cast_slice::<f32, u8>(t).to_vec()).collect();
+        header.frames = payloads.iter().map(|p| describe(Dtype::F32, &[(p.len() / 4) as u64], p)).collect();
+        self.bytes_sent += payloads.iter().map(|p| p.len() as u64).sum::<u64>();
+        let envelope: Vec<&[u8]> = to.into_iter().collect();
+        send(&self.socket, &envelope, &header, payloads)
+    }
+
+    /// The next message, or `None` once `deadline` passes. A message that fails to decode is dropped
+    /// and reported through `on_bad`; waiting goes on.
+    pub fn recv_until(
+        &mut self,
+        deadline: Instant,
+        on_bad: &mut dyn FnMut(TransportError),
+    ) -> Result<Option<Received>, TransportError> {
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(None);
+            }
+            let wait = (deadline - now).min(Duration::from_secs(3600)).as_millis().max(1) as i64;
+            let ready =
+                self.socket.poll(zmq::POLLIN, wait).map_err(|cause| TransportError::Zmq { op: "poll", cause })?;
+            if ready == 0 {
+                continue;
+            }
+            match recv(&self.socket, self.envelope_frames, &self.limits) {
+                Ok(m) => {
+                    self.bytes_received += m.payloads.iter().map(|p| p.len() as u64).sum::<u64>();
+                    return Ok(Some(m));
+                }
+                Err(e @ TransportError::Decode(_)) => on_bad(e),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// The f32 tensor in payload frame `i` (its shape and checksum were checked on receipt).
+pub fn tensor(m: &Received, i: usize) -> Option<Vec<f32>> {
+    let frame = m.payloads.get(i)?;
+    (m.header.frames.get(i)?.dtype == Dtype::F32)
+        .then(|| frame.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect())
+}
+
+/// A `meta` field parsed as `T`.
+pub fn meta<T: std::str::FromStr>(h: &Header, key: &str) -> Option<T> {
+    h.meta.get(key)?.parse().ok()
+}

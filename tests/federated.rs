@@ -1,0 +1,193 @@
+//! Job 1, federated shared-encoder generation, run embedded over real inproc ZeroMQ sockets on real
+//! MNIST: declines, quorum, stragglers, a plugin rule, resuming from the store, bad configurations.
+
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use shoal::data::DataDir;
+use shoal::data::fetch::fetch_all;
+use shoal::data::mnist::Mnist;
+use shoal::federated::child::ChildSpec;
+use shoal::federated::local::{child_specs, run_local_with};
+use shoal::federated::master::MasterEvent;
+use shoal::federated::{JobConfig, JobError};
+use shoal_engine::store::Store;
+
+fn mnist() -> Arc<Mnist> {
+    static DATA: OnceLock<Arc<Mnist>> = OnceLock::new();
+    DATA.get_or_init(|| {
+        let dir = DataDir(
+            std::env::var_os("SHOAL_DATA")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data")),
+        );
+        if !Mnist::is_converted(&dir.mnist()) {
+            fetch_all(&dir, &mut |l| eprintln!("{l}")).unwrap_or_else(|e| panic!("fetching MNIST: {e}"));
+        }
+        Arc::new(Mnist::load(&dir.mnist()).unwrap())
+    })
+    .clone()
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("federated-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// A small, fast job: 8 image children (IID) and one tabular child, 2 rounds of 1 local epoch.
+fn config(name: &str, extra: &str) -> JobConfig {
+    let text = format!(
+        r#"
+job = "{name}"
+output = "{out}"
+[encoder]
+type = "image28x28"
+hidden = [64]
+[training]
+rounds = 2
+local_epochs = 1
+batch = 50
+lr = 0.1
+fraction = 0.5
+min_children = 2
+[children]
+count = 8
+tabular = 1
+[deadlines]
+join_ms = 5000
+confirm_ms = 5000
+round_ms = 30000
+[transport]
+endpoint = "inproc://{name}"
+{extra}
+"#,
+        out = scratch(name).display()
+    );
+    JobConfig::parse(&text).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn quiet(_: MasterEvent) {}
+
+#[test]
+fn the_job_trains_takes_declines_and_writes_its_outputs() {
+    let cfg = config("basic", "");
+    let data = mnist();
+    let specs = child_specs(&cfg, &data);
+    let (report, children) = run_local_with(&cfg, data, specs, &mut quiet).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(report.confirmed, 8);
+    assert_eq!(report.declined.len(), 1);
+    assert_eq!(report.declined[0].0, 9);
+    assert!(report.declined[0].1.contains("no data of type image28x28"), "{:?}", report.declined);
+    assert_eq!(report.rounds.len(), 2);
+    for r in &report.rounds {
+        assert_eq!((r.picked, r.updates), (4, 4), "C = 0.5 of 8");
+        assert!(r.dropped.is_empty() && r.rejected.is_empty());
+        assert!(r.bytes_sent > 0 && r.bytes_received > 0);
+    }
+    let acc = report.final_accuracy().unwrap();
+    assert!(acc > 0.85, "two rounds should already give a useful encoder: {acc}");
+    for name in ["encoder.shoal", "encoder.safetensors", "report.json", "rounds.csv", "accuracy.svg"] {
+        assert!(cfg.output_dir().join(name).exists(), "{name} missing");
+    }
+    let json = std::fs::read_to_string(cfg.output_dir().join("report.json")).unwrap();
+    assert!(json.contains("\"final_accuracy\": 0.") && json.contains("tabular-adult"), "{json}");
+    // Every child heard the job end; the tabular child never trained.
+    assert_eq!(children.len(), 9);
+    assert!(children.iter().all(|c| c.outcome.contains("finished after 2 rounds")), "{children:?}");
+    assert!(children.iter().find(|c| c.id == 9).is_some_and(|c| !c.confirmed && c.rounds_trained == 0));
+    let store = Store::open(&cfg.output_dir().join("encoder.shoal")).unwrap();
+    assert_eq!(store.counter("round"), Some(2));
+}
+
+#[test]
+fn too_few_children_stop_the_job_with_a_clear_error() {
+    let mut cfg = config("quorum", "");
+    cfg.training.min_children = 3;
+    cfg.deadlines.join_ms = 1000;
+    let data = mnist();
+    // Only two of the eight image children (and the tabular one) show up.
+    let specs: Vec<ChildSpec> = child_specs(&cfg, &data).into_iter().filter(|s| s.id <= 2 || s.id == 9).collect();
+    let err = run_local_with(&cfg, data, specs, &mut quiet).unwrap_err();
+    assert!(matches!(err, JobError::Quorum { stage: "confirmation", got: 2, need: 3 }), "{err}");
+    assert!(err.to_string().contains("training.min_children"), "{err}");
+}
+
+#[test]
+fn a_straggler_is_cut_off_at_the_deadline_and_the_round_goes_on() {
+    let mut cfg = config("straggler", "");
+    cfg.training.fraction = 1.0;
+    cfg.training.rounds = 1;
+    cfg.deadlines.round_ms = 2500;
+    let data = mnist();
+    let mut specs = child_specs(&cfg, &data);
+    specs[2].delay = Duration::from_secs(6);
+    let mut logs = Vec::new();
+    let (report, _) = run_local_with(&cfg, data, specs, &mut |e| {
+        if let MasterEvent::Log(l) = e {
+            logs.push(l)
+        }
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let r = &report.rounds[0];
+    assert_eq!((r.picked, r.updates), (8, 7));
+    assert_eq!(r.dropped, vec![(3, "missed the round deadline".to_string())]);
+    assert!(!r.used.contains(&3));
+}
+
+#[test]
+fn a_plugin_rule_is_loaded_from_its_path() {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+    let mut cmd = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.args(["build", "--quiet", "-p", "shoal-rule-geomedian"]);
+    if profile_dir.ends_with("release") {
+        cmd.arg("--release");
+    }
+    assert!(cmd.status().unwrap().success());
+    let lib = profile_dir.join("libshoal_rule_geomedian.so");
+    let cfg = config("plugin", &format!("[rule]\nname = \"{}\"\noptions = {{ iters = 50 }}\n", lib.display()));
+    let data = mnist();
+    let specs = child_specs(&cfg, &data);
+    let (report, _) = run_local_with(&cfg, data, specs, &mut quiet).unwrap_or_else(|e| panic!("{e}"));
+    assert!(report.rule.ends_with("libshoal_rule_geomedian.so"));
+    assert!(report.final_accuracy().unwrap() > 0.8);
+    // A plugin option it does not take is refused when the job file is read.
+    let bad = format!(
+        "job = \"x\"\n[encoder]\ntype = \"image28x28\"\nhidden = [8]\n[rule]\nname = \"{}\"\noptions = {{ iterz = 5 }}\n",
+        lib.display()
+    );
+    let err = JobConfig::parse(&bad).unwrap_err().to_string();
+    assert!(err.starts_with("rule:") && err.contains("unknown option `iterz`"), "{err}");
+}
+
+#[test]
+fn a_restarted_master_resumes_and_ends_where_an_uninterrupted_run_does() {
+    let data = mnist();
+    let whole = config("resume-whole", "");
+    let mut whole3 = whole.clone();
+    whole3.training.rounds = 3;
+    run_local_with(&whole3, data.clone(), child_specs(&whole3, &data), &mut quiet).unwrap();
+
+    // The same job stopped after round 2, then started again for 3 rounds.
+    let mut parts = config("resume-parts", "");
+    parts.seed = whole.seed;
+    run_local_with(&parts, data.clone(), child_specs(&parts, &data), &mut quiet).unwrap();
+    parts.training.rounds = 3;
+    let mut resumed = None;
+    let (report, _) = run_local_with(&parts, data.clone(), child_specs(&parts, &data), &mut |e| {
+        if let MasterEvent::Resumed { round } = e {
+            resumed = Some(round)
+        }
+    })
+    .unwrap();
+    assert_eq!(resumed, Some(2));
+    assert_eq!(report.rounds.len(), 1);
+    let a = Store::open(&whole3.output_dir().join("encoder.shoal")).unwrap();
+    let b = Store::open(&parts.output_dir().join("encoder.shoal")).unwrap();
+    assert_eq!(a.counter("round"), Some(3));
+    assert_eq!(b.counter("round"), Some(3));
+    let differ = a.params().iter().zip(b.params()).filter(|(x, y)| x.to_bits() != y.to_bits()).count();
+    assert_eq!(differ, 0, "the resumed encoder differs from the uninterrupted one in {differ} values");
+}
