@@ -59,12 +59,17 @@ pub fn export_safetensors(store: &Store, out: &Path) -> Result<(), ExchangeError
 /// The npy v1.0 header for a little-endian f32 C-order array of `shape`, padded so data starts on a
 /// 64-byte boundary.
 pub fn npy_header(shape: &[usize]) -> Vec<u8> {
+    npy_header_of("<f4", shape)
+}
+
+/// The npy v1.0 header for a little-endian C-order array of numpy type `descr` (`<f4`, `<u8`).
+pub fn npy_header_of(descr: &str, shape: &[usize]) -> Vec<u8> {
     let dims = match shape {
         [] => "()".to_string(),
         [d] => format!("({d},)"),
         _ => format!("({})", shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")),
     };
-    let mut dict = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {dims}, }}");
+    let mut dict = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {dims}, }}");
     let total = 10 + dict.len() + 1;
     dict.push_str(&" ".repeat(total.next_multiple_of(64) - total));
     dict.push('\n');
@@ -141,6 +146,39 @@ pub fn export_npy(store: &Store, out: &Path) -> Result<(), ExchangeError> {
         f.write_all(bytemuck::cast_slice(&params[t.offset..t.offset + t.len])).map_err(io(&path))?;
         manifest.push_str(&t.name);
         manifest.push('\n');
+    }
+    let path = out.join("manifest.txt");
+    fs::write(&path, manifest).map_err(io(&path))
+}
+
+/// Writes a sparse table's committed rows (as this handle sees them: a freshly opened table holds
+/// exactly its committed version) to the folder `out`: `ids.npy` (uint64, in row order),
+/// `values.npy` (float32, rows x dim), `state.npy` (float32, rows x state floats, if the table keeps
+/// optimizer state) and `manifest.txt`.
+pub fn export_sparse_npy(table: &shoal_engine::store::SparseTable, out: &Path) -> Result<(), ExchangeError> {
+    fs::create_dir_all(out).map_err(io(out))?;
+    let rows = table.committed_rows();
+    let (dim, width) = (table.dim(), table.row_floats());
+    let ids: Vec<u64> = table.ids().take(rows as usize).collect();
+    let write = |name: &str, header: Vec<u8>, body: &[u8]| -> Result<(), ExchangeError> {
+        let path = out.join(name);
+        let mut f = fs::File::create(&path).map_err(io(&path))?;
+        f.write_all(&header).map_err(io(&path))?;
+        f.write_all(body).map_err(io(&path))
+    };
+    write("ids.npy", npy_header_of("<u8", &[ids.len()]), bytemuck::cast_slice(&ids))?;
+    let mut values = Vec::with_capacity(ids.len() * dim);
+    let mut state = Vec::with_capacity(ids.len() * (width - dim));
+    for r in 0..rows {
+        let row = table.row_at(r).expect("row below the committed count");
+        values.extend_from_slice(&row[..dim]);
+        state.extend_from_slice(&row[dim..]);
+    }
+    write("values.npy", npy_header(&[ids.len(), dim]), bytemuck::cast_slice(&values))?;
+    let mut manifest = "ids\nvalues\n".to_string();
+    if width > dim {
+        write("state.npy", npy_header(&[ids.len(), width - dim]), bytemuck::cast_slice(&state))?;
+        manifest.push_str(&format!("state {}\n", table.superblock().label));
     }
     let path = out.join("manifest.txt");
     fs::write(&path, manifest).map_err(io(&path))

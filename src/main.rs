@@ -52,7 +52,7 @@ enum Command {
     Train(DemoArgs),
     /// Write a store's committed version as safetensors (OUT ends in .safetensors) or a folder of .npy files.
     Export {
-        /// The (dense) store file.
+        /// The store file, or a sparse table (exported as ids.npy, values.npy, state.npy).
         store: PathBuf,
         /// A `.safetensors` file, or a folder for `.npy` files (one per tensor, plus manifest.txt).
         #[arg(short, long)]
@@ -237,6 +237,15 @@ fn run(cli: Cli) -> Result<()> {
         Command::Local { config, args } => run_job(Some(config), args),
         Command::Train(args) => run_demo(args),
         Command::Export { store, out } => {
+            if shoal_engine::store::sparse::is_sparse_table(&store) {
+                let t = shoal_engine::store::SparseTable::open(&store).context("opening the sparse table")?;
+                if out.extension().is_some_and(|e| e == "safetensors") {
+                    bail!("sparse tables export to a folder of .npy files (ids, values, state); give a folder");
+                }
+                shoal::exchange::export_sparse_npy(&t, &out).context("exporting .npy files")?;
+                println!("exported version {} ({} rows) to {}", t.version(), t.committed_rows(), out.display());
+                return Ok(());
+            }
             let s = shoal_engine::store::Store::open(&store).context("opening the store")?;
             if out.extension().is_some_and(|e| e == "safetensors") {
                 shoal::exchange::export_safetensors(&s, &out).context("exporting safetensors")?;
