@@ -68,8 +68,8 @@ pub fn run_local_with(
 ) -> Result<(JobReport, Vec<ChildSummary>), JobError> {
     let ctx = zmq::Context::new();
     let stop = Arc::new(AtomicBool::new(false));
-    // Bind before the children connect (inproc needs no ordering in libzmq 4.3, but tcp/ipc tests
-    // reuse this runner).
+    // Children may connect before the master binds: libzmq 4.3 holds an inproc connect until the bind
+    // (and tcp/ipc peers reconnect), so no start-up ordering or sleep is needed.
     let handles: Vec<_> = specs
         .into_iter()
         .map(|mut spec| {
