@@ -48,6 +48,34 @@ enum Command {
         #[command(flatten)]
         args: JobArgs,
     },
+    /// Run the master of a federated job as its own process (children connect over ipc or tcp).
+    #[command(long_about = "Runs the master of a federated job alone. Start one `shoal worker` per child \
+        (ids 1..=children.count + children.tabular) on this or other hosts; they connect to --endpoint \
+        (or the job file's transport.endpoint), e.g. tcp://0.0.0.0:5555 here and tcp://HOST:5555 on the \
+        workers. Every process computes the same data split from the job file and its seed.")]
+    Master {
+        /// The job file (TOML).
+        config: PathBuf,
+        /// Where to listen, overriding transport.endpoint (ipc://PATH or tcp://HOST:PORT).
+        #[arg(long)]
+        endpoint: Option<String>,
+        #[command(flatten)]
+        args: JobArgs,
+    },
+    /// Run one child of a federated job as its own process.
+    Worker {
+        /// The job file (TOML), the same one the master runs.
+        config: PathBuf,
+        /// This child's id (1..=children.count hold images, the next children.tabular hold tabular data).
+        #[arg(long)]
+        id: u32,
+        /// The master's endpoint, overriding transport.endpoint.
+        #[arg(long)]
+        endpoint: Option<String>,
+        /// Data folder [default: $SHOAL_DATA or ./data].
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// Train an MLP centrally on real MNIST on this machine: the single-node baseline.
     Train(DemoArgs),
     /// Write a store's committed version as safetensors (OUT ends in .safetensors) or a folder of .npy files.
@@ -235,6 +263,8 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Demo(args) => run_job(None, args),
         Command::Local { config, args } => run_job(Some(config), args),
+        Command::Master { config, endpoint, args } => run_master_process(config, endpoint, args),
+        Command::Worker { config, id, endpoint, data_dir } => run_worker(config, id, endpoint, data_dir),
         Command::Train(args) => run_demo(args),
         Command::Export { store, out } => {
             if shoal_engine::store::sparse::is_sparse_table(&store) {
@@ -280,7 +310,38 @@ fn load_mnist(data_dir: Option<PathBuf>) -> Result<Mnist> {
     Mnist::load(&dir.mnist()).context("loading MNIST")
 }
 
+fn run_master_process(config: PathBuf, endpoint: Option<String>, args: JobArgs) -> Result<()> {
+    run_job_as(Some(config), args, endpoint, false)
+}
+
+fn run_worker(config: PathBuf, id: u32, endpoint: Option<String>, data_dir: Option<PathBuf>) -> Result<()> {
+    let mut cfg = shoal::federated::JobConfig::load(&config).context("reading the job file")?;
+    if let Some(e) = endpoint {
+        cfg.transport.endpoint = e;
+    }
+    let data = std::sync::Arc::new(load_mnist(data_dir)?);
+    let spec =
+        shoal::federated::local::child_specs(&cfg, &data).into_iter().find(|s| s.id == id).with_context(|| {
+            format!("--id {id}: the job has children 1..={}", cfg.children.count + cfg.children.tabular)
+        })?;
+    let ctx = zmq::Context::new();
+    let summary = shoal::federated::child::run_child(&ctx, &cfg.transport.endpoint, &cfg.job, spec, data)
+        .with_context(|| format!("child {id}"))?;
+    println!(
+        "child {id}: {}, trained {} rounds; {}",
+        if summary.confirmed { "confirmed" } else { "declined" },
+        summary.rounds_trained,
+        summary.outcome
+    );
+    Ok(())
+}
+
 fn run_job(config: Option<PathBuf>, args: JobArgs) -> Result<()> {
+    run_job_as(config, args, None, true)
+}
+
+/// Runs a job embedded (master and children here) or as the master process alone.
+fn run_job_as(config: Option<PathBuf>, args: JobArgs, endpoint: Option<String>, embedded: bool) -> Result<()> {
     use shoal::federated::master::MasterEvent;
     let path = config.or(args.config);
     let mut cfg = match &path {
@@ -295,6 +356,9 @@ fn run_job(config: Option<PathBuf>, args: JobArgs) -> Result<()> {
     }
     if let Some(o) = args.output {
         cfg.output = Some(o);
+    }
+    if let Some(e) = endpoint {
+        cfg.transport.endpoint = e;
     }
     if let Some(rule) = args.rule {
         cfg.rule.name = rule;
@@ -353,7 +417,13 @@ fn run_job(config: Option<PathBuf>, args: JobArgs) -> Result<()> {
         }
         MasterEvent::Log(l) => say(l),
     };
-    let report = shoal::federated::run_local(&cfg, data, &mut events).context("running the job")?;
+    let report = if embedded {
+        shoal::federated::run_local(&cfg, data, &mut events)
+    } else {
+        let ctx = zmq::Context::new();
+        shoal::federated::master::run_master(&ctx, &cfg, &data, &mut events)
+    }
+    .context("running the job")?;
     bar.finish_and_clear();
     println!(
         "done in {:.1} s: final test accuracy {} (shared encoder + the master's probe head)",

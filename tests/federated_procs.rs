@@ -1,0 +1,151 @@
+//! Job 1 as separate processes: a `shoal master` and one `shoal worker` per child over an ipc socket,
+//! and a worker killed with SIGKILL in the middle of the job.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use shoal::data::DataDir;
+use shoal::data::fetch::fetch_all;
+use shoal::data::mnist::Mnist;
+
+fn data_dir() -> PathBuf {
+    let dir = std::env::var_os("SHOAL_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data"));
+    let d = DataDir(dir.clone());
+    if !Mnist::is_converted(&d.mnist()) {
+        fetch_all(&d, &mut |l| eprintln!("{l}")).unwrap_or_else(|e| panic!("fetching MNIST: {e}"));
+    }
+    dir
+}
+
+/// Writes a job file for 4 image children and 1 tabular child over ipc in a fresh folder.
+fn job(name: &str, rounds: u64, round_ms: u64) -> (PathBuf, PathBuf) {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("procs-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("job.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "job = \"{name}\"\noutput = \"{out}\"\n[encoder]\ntype = \"image28x28\"\nhidden = [32]\n\
+             [training]\nrounds = {rounds}\nlocal_epochs = 1\nbatch = 50\nfraction = 1.0\nmin_children = 2\n\
+             [children]\ncount = 4\ntabular = 1\n[deadlines]\njoin_ms = 20000\nround_ms = {round_ms}\n\
+             [transport]\nendpoint = \"ipc://{sock}\"\n",
+            out = dir.join("out").display(),
+            sock = dir.join("master.sock").display()
+        ),
+    )
+    .unwrap();
+    (dir, cfg)
+}
+
+fn shoal(args: &[&str], cfg: &PathBuf, data: &PathBuf) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_shoal"));
+    c.args(args).arg(cfg).arg("--data-dir").arg(data);
+    c
+}
+
+/// Kills what is still running (only our own children, by their handles) when a test ends early.
+struct Reaper(Vec<Child>);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Starts the master with its stdout read line by line into a channel.
+fn start_master(cfg: &PathBuf, data: &PathBuf) -> (Child, mpsc::Receiver<String>) {
+    let mut master =
+        shoal(&["master", "--quiet"], cfg, data).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let (tx, rx) = mpsc::channel();
+    let out = master.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    (master, rx)
+}
+
+fn start_workers(cfg: &PathBuf, data: &PathBuf) -> Vec<Child> {
+    (1..=5)
+        .map(|id| {
+            shoal(&["worker", "--id", &id.to_string()], cfg, data)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect()
+}
+
+/// Collects the master's lines until it exits (at most `limit`); returns them and its success.
+fn finish(
+    master: &mut Child,
+    rx: &mpsc::Receiver<String>,
+    limit: Duration,
+    mut on_line: impl FnMut(&str),
+) -> (Vec<String>, bool) {
+    let start = Instant::now();
+    let mut lines = Vec::new();
+    loop {
+        while let Ok(l) = rx.try_recv() {
+            on_line(&l);
+            lines.push(l);
+        }
+        if let Some(status) = master.try_wait().unwrap() {
+            while let Ok(l) = rx.recv_timeout(Duration::from_millis(200)) {
+                lines.push(l);
+            }
+            return (lines, status.success());
+        }
+        assert!(start.elapsed() < limit, "the master did not finish in {limit:?}: {lines:#?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn master_and_workers_as_processes_finish_the_job() {
+    let data = data_dir();
+    let (dir, cfg) = job("procs", 2, 30_000);
+    let (mut master, rx) = start_master(&cfg, &data);
+    let mut reaper = Reaper(start_workers(&cfg, &data));
+    let (lines, ok) = finish(&mut master, &rx, Duration::from_secs(120), |_| {});
+    let text = lines.join("\n");
+    assert!(ok, "{text}");
+    assert!(text.contains("5 of 5 children joined") && text.contains("4 confirmed, 1 declined"), "{text}");
+    assert!(text.contains("round   2:") && text.contains("final test accuracy"), "{text}");
+    for w in &mut reaper.0 {
+        assert!(w.wait().unwrap().success());
+    }
+    assert!(dir.join("out/report.json").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_worker_killed_mid_job_is_dropped_and_the_job_finishes() {
+    let data = data_dir();
+    let (dir, cfg) = job("procs-kill", 3, 4_000);
+    let (mut master, rx) = start_master(&cfg, &data);
+    let mut reaper = Reaper(start_workers(&cfg, &data));
+    let mut killed = false;
+    let (lines, ok) = finish(&mut master, &rx, Duration::from_secs(180), |line| {
+        if !killed && line.starts_with("round   1:") {
+            reaper.0[1].kill().unwrap(); // SIGKILL child 2
+            killed = true;
+        }
+    });
+    let text = lines.join("\n");
+    assert!(killed && ok, "{text}");
+    let r3 = lines.iter().find(|l| l.starts_with("round   3:")).expect("round 3 ran");
+    assert!(r3.contains("3 updates (1 dropped)"), "{r3}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
