@@ -81,6 +81,23 @@ pub fn npy_header_of(descr: &str, shape: &[usize]) -> Vec<u8> {
 
 /// Parses an `.npy` file's bytes: returns the shape and the f32 data. Only `<f4`, C order.
 pub fn parse_npy(bytes: &[u8], path: &Path) -> Result<(Vec<usize>, Vec<f32>), ExchangeError> {
+    let (shape, data) = parse_npy_of(bytes, path, "<f4", "little-endian float32")?;
+    Ok((shape, data.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()))
+}
+
+/// Parses an `.npy` file of little-endian uint64 (`<u8`): its shape and values.
+pub fn parse_npy_u64(bytes: &[u8], path: &Path) -> Result<(Vec<usize>, Vec<u64>), ExchangeError> {
+    let (shape, data) = parse_npy_of(bytes, path, "<u8", "little-endian uint64")?;
+    Ok((shape, data.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())).collect()))
+}
+
+/// Parses an `.npy` file whose dtype must be `descr` (4- or 8-byte elements): its shape and data bytes.
+fn parse_npy_of<'a>(
+    bytes: &'a [u8],
+    path: &Path,
+    descr_want: &str,
+    what: &str,
+) -> Result<(Vec<usize>, &'a [u8]), ExchangeError> {
     if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
         return Err(bad(path, "not an .npy file (bad magic)"));
     }
@@ -96,12 +113,13 @@ pub fn parse_npy(bytes: &[u8], path: &Path) -> Result<(Vec<usize>, Vec<f32>), Ex
         Some(header[at..].trim_start())
     };
     let descr = field("descr").ok_or_else(|| bad(path, ".npy header has no descr"))?;
-    if !descr.starts_with("'<f4'") {
+    if !descr.starts_with(&format!("'{descr_want}'")) {
         return Err(bad(
             path,
-            format!("dtype {} is not little-endian float32 ('<f4')", descr.split(',').next().unwrap_or("")),
+            format!("dtype {} is not {what} ('{descr_want}')", descr.split(',').next().unwrap_or("")),
         ));
     }
+    let size = if descr_want.ends_with('8') { 8 } else { 4 };
     if !field("fortran_order").is_some_and(|f| f.starts_with("False")) {
         return Err(bad(path, "Fortran-ordered arrays are not supported"));
     }
@@ -116,13 +134,13 @@ pub fn parse_npy(bytes: &[u8], path: &Path) -> Result<(Vec<usize>, Vec<f32>), Ex
         .collect::<Result<Vec<_>, _>>()?;
     let count = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(|| bad(path, "shape overflows"))?;
     let data = &bytes[start + header_len..];
-    if Some(data.len()) != count.checked_mul(4) {
+    if Some(data.len()) != count.checked_mul(size) {
         return Err(bad(
             path,
-            format!("shape {shape:?} needs {} bytes of data, the file has {}", count * 4, data.len()),
+            format!("shape {shape:?} needs {} bytes of data, the file has {}", count.saturating_mul(size), data.len()),
         ));
     }
-    Ok((shape, data.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()))
+    Ok((shape, data))
 }
 
 fn check_name(name: &str, out: &Path) -> Result<(), ExchangeError> {
@@ -182,6 +200,55 @@ pub fn export_sparse_npy(table: &shoal_engine::store::SparseTable, out: &Path) -
     }
     let path = out.join("manifest.txt");
     fs::write(&path, manifest).map_err(io(&path))
+}
+
+/// Builds a new sparse table at `out` from a folder written by [`export_sparse_npy`] (or by numpy:
+/// `ids.npy` uint64 `[n]`, `values.npy` float32 `[n, dim]`, optionally `state.npy` float32 `[n, s]` and
+/// `manifest.txt` naming the state's label), committed as version 1.
+pub fn import_sparse_npy(dir: &Path, out: &Path) -> Result<shoal_engine::store::SparseTable, ExchangeError> {
+    use shoal_engine::store::{SparseTable, TableSpec};
+    let read = |name: &str| {
+        let path = dir.join(name);
+        fs::read(&path).map(|b| (path.clone(), b)).map_err(io(&path))
+    };
+    let (ids_path, ids_bytes) = read("ids.npy")?;
+    let (ids_shape, ids) = parse_npy_u64(&ids_bytes, &ids_path)?;
+    let (values_path, values_bytes) = read("values.npy")?;
+    let (vshape, values) = parse_npy(&values_bytes, &values_path)?;
+    let n = ids.len();
+    if ids_shape.len() != 1 || vshape.len() != 2 || vshape[0] != n || vshape[1] == 0 {
+        return Err(bad(
+            &values_path,
+            format!("shapes {ids_shape:?} (ids) and {vshape:?} (values) do not describe n rows"),
+        ));
+    }
+    let dim = vshape[1];
+    let (state_width, state, label) = if dir.join("state.npy").exists() {
+        let (path, bytes) = read("state.npy")?;
+        let (shape, state) = parse_npy(&bytes, &path)?;
+        if shape.len() != 2 || shape[0] != n {
+            return Err(bad(&path, format!("shape {shape:?} does not have the {n} rows of ids.npy")));
+        }
+        let manifest = fs::read_to_string(dir.join("manifest.txt")).unwrap_or_default();
+        let label = manifest.lines().find_map(|l| l.strip_prefix("state ")).unwrap_or("").trim().to_string();
+        (shape[1], state, label)
+    } else {
+        (0, Vec::new(), String::new())
+    };
+    let mut table = SparseTable::create(out, &TableSpec::new(dim).with_state(state_width, &label))?;
+    let mut seen = std::collections::HashSet::with_capacity(n);
+    for (r, &id) in ids.iter().enumerate() {
+        if !seen.insert(id) {
+            drop(table);
+            let _ = fs::remove_file(out);
+            return Err(bad(&ids_path, format!("id {id} appears twice (row {r})")));
+        }
+        let row = table.get_or_insert_with(id, |_| {})?;
+        row[..dim].copy_from_slice(&values[r * dim..(r + 1) * dim]);
+        row[dim..].copy_from_slice(&state[r * state_width..(r + 1) * state_width]);
+    }
+    table.commit(&[])?;
+    Ok(table)
 }
 
 /// Builds a new store at `out` from a `.safetensors` file or an `.npy` folder.

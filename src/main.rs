@@ -86,7 +86,8 @@ enum Command {
         #[arg(short, long)]
         out: PathBuf,
     },
-    /// Create a new store from a .safetensors file or a folder of .npy files (names, shapes and order kept).
+    /// Create a new store from a .safetensors file or a folder of .npy files (names, shapes and order kept);
+    /// a folder with ids.npy + values.npy (+ state.npy) becomes a sparse table.
     Import {
         /// The `.safetensors` file or `.npy` folder.
         input: PathBuf,
@@ -283,6 +284,11 @@ fn run(cli: Cli) -> Result<()> {
                 shoal::exchange::export_npy(&s, &out).context("exporting .npy files")?;
             }
             println!("exported version {} ({} tensors) to {}", s.version(), s.tensors().len(), out.display());
+            Ok(())
+        }
+        Command::Import { input, out } if input.join("ids.npy").exists() => {
+            let t = shoal::exchange::import_sparse_npy(&input, &out).context("importing a sparse table")?;
+            println!("created sparse table {} with {} rows from {}", out.display(), t.len(), input.display());
             Ok(())
         }
         Command::Import { input, out } => {

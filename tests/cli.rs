@@ -117,7 +117,7 @@ fn inspect_reads_a_sparse_table() {
     let path = dir.join("embeddings.shoal");
     let mut table = SparseTable::create(&path, &TableSpec::new(8).with_state(8, "adagrad")).unwrap();
     for id in 0..1500u64 {
-        table.get_or_insert_with(id * 977, |r| r[0] = id as f32).unwrap();
+        table.get_or_insert_with(id * 977, |r| (r[0], r[8]) = (id as f32, -(id as f32))).unwrap();
     }
     table.commit(&[("step", 40)]).unwrap();
     drop(table);
