@@ -107,6 +107,35 @@ fn slot_page(bytes: &[u8], i: usize) -> &[u8] {
     &bytes[slot_offset(i)..slot_offset(i) + PAGE]
 }
 
+/// The valid header slot with the higher version: its index and header, and whether a slot that was
+/// written no longer decodes. Such a slot (torn by a crash, or damaged on the medium) means open falls
+/// back to the older version, whose data a later working copy may have overwritten: only then must the
+/// caller re-check the data checksums. A never-written (all-zero) slot is normal.
+fn newest_slot<H>(
+    head: &[u8],
+    path: &Path,
+    decode: impl Fn(&[u8]) -> Result<H, FormatError>,
+    version: impl Fn(&H) -> u64,
+) -> Result<(usize, H, bool), StoreError> {
+    let slots = [0, 1].map(|i| decode(slot_page(head, i)));
+    let damaged = (0..2).any(|i| slots[i].is_err() && slot_page(head, i).iter().any(|&b| b != 0));
+    let (slot, header) = match slots {
+        [Ok(a), Ok(b)] => {
+            if version(&b) > version(&a) {
+                (1, b)
+            } else {
+                (0, a)
+            }
+        }
+        [Ok(a), Err(_)] => (0, a),
+        [Err(_), Ok(b)] => (1, b),
+        [Err(first), Err(second)] => {
+            return Err(StoreError::NoValidHeader { path: path.to_path_buf(), first, second });
+        }
+    };
+    Ok((slot, header, damaged))
+}
+
 fn lock(file: &File, path: &Path) -> Result<(), StoreError> {
     match file.try_lock() {
         Ok(()) => Ok(()),
@@ -208,23 +237,7 @@ impl Store {
             region: "layout",
             cause,
         })?;
-        let slots = [0, 1].map(|i| Header::decode(slot_page(map.bytes(), i)));
-        // A slot that was written but no longer decodes (torn by a crash, or damaged on the medium) means
-        // open falls back to the older version, whose copy a later working copy may have overwritten:
-        // only then is the data checksum checked at open. A never-written (all-zero) slot is normal.
-        let damaged = (0..2).any(|i| slots[i].is_err() && slot_page(map.bytes(), i).iter().any(|&b| b != 0));
-        let (committed_slot, committed) = match slots {
-            [Ok(a), Ok(b)] => {
-                if b.version > a.version {
-                    (1, b)
-                } else {
-                    (0, a)
-                }
-            }
-            [Ok(a), Err(_)] => (0, a),
-            [Err(_), Ok(b)] => (1, b),
-            [Err(first), Err(second)] => return Err(StoreError::NoValidHeader { path: p, first, second }),
-        };
+        let (committed_slot, committed, damaged) = newest_slot(map.bytes(), &p, Header::decode, |h| h.version)?;
         let store = Store {
             path: p,
             file,

@@ -27,7 +27,7 @@ use xxhash_rust::xxh3::xxh3_64;
 use super::format::{FormatError, PAGE, slot_offset};
 use super::mmap::Mapping;
 use super::sync::{OsSync, SyncBackend};
-use super::{StoreError, io, lock, slot_page};
+use super::{StoreError, io, lock, newest_slot, slot_page};
 pub use format::{
     ChunkEntry, MAX_ROW_FLOATS, ROWS_PER_CHUNK, SegmentMeta, TABLE_FORMAT_VERSION, TableHeader, TableSuperblock,
 };
@@ -205,20 +205,7 @@ impl SparseTable {
         }
         let head = Mapping::new(&file, SEGMENTS_OFFSET as usize).map_err(io(path, "map"))?;
         let sb = TableSuperblock::decode(&head.bytes()[..PAGE]).map_err(format_err("superblock"))?;
-        let slots = [0, 1].map(|i| TableHeader::decode(slot_page(head.bytes(), i)));
-        let damaged = (0..2).any(|i| slots[i].is_err() && slot_page(head.bytes(), i).iter().any(|&b| b != 0));
-        let (committed_slot, committed) = match slots {
-            [Ok(a), Ok(b)] => {
-                if b.version > a.version {
-                    (1, b)
-                } else {
-                    (0, a)
-                }
-            }
-            [Ok(a), Err(_)] => (0, a),
-            [Err(_), Ok(b)] => (1, b),
-            [Err(first), Err(second)] => return Err(StoreError::NoValidHeader { path: p, first, second }),
-        };
+        let (committed_slot, committed, damaged) = newest_slot(head.bytes(), &p, TableHeader::decode, |h| h.version)?;
         if committed.rows > MAX_ROWS {
             return Err(StoreError::Format {
                 path: p,
