@@ -16,6 +16,13 @@ fn mib(bytes: u64) -> String {
     }
 }
 
+/// The `committed` line: version, slot and the counters stored with it.
+fn committed_line(version: u64, slot: usize, counters: &[(String, u64)]) -> String {
+    let counters: Vec<String> = counters.iter().map(|(n, v)| format!("{n}={v}")).collect();
+    let tail = if counters.is_empty() { String::new() } else { format!("; counters {}", counters.join(", ")) };
+    format!("committed    version {version} in slot {slot}{tail}\n")
+}
+
 /// The report for `path`; with `verify`, re-reads the committed copy and checks its checksum
 /// (an error if it fails).
 pub fn report(path: &Path, verify: bool) -> Result<String, StoreError> {
@@ -32,14 +39,7 @@ pub fn report(path: &Path, verify: bool) -> Result<String, StoreError> {
         mib(store.file_len()),
         mib(store.data_len())
     );
-    let counters: Vec<String> = store.counters().iter().map(|(n, v)| format!("{n}={v}")).collect();
-    let _ = writeln!(
-        s,
-        "committed    version {} in slot {}{}",
-        store.version(),
-        store.committed_slot(),
-        if counters.is_empty() { String::new() } else { format!("; counters {}", counters.join(", ")) }
-    );
+    s.push_str(&committed_line(store.version(), store.committed_slot(), store.counters()));
     for (i, slot) in store.slots().iter().enumerate() {
         let line = match slot {
             SlotState::Valid(h) => {
@@ -106,14 +106,7 @@ fn sparse_report(path: &Path, verify: bool) -> Result<String, StoreError> {
         mib(table.file_len()),
         mib(table.index_bytes() as u64)
     );
-    let counters: Vec<String> = table.counters().iter().map(|(n, v)| format!("{n}={v}")).collect();
-    let _ = writeln!(
-        s,
-        "committed    version {} in slot {}{}",
-        table.version(),
-        table.committed_slot(),
-        if counters.is_empty() { String::new() } else { format!("; counters {}", counters.join(", ")) }
-    );
+    s.push_str(&committed_line(table.version(), table.committed_slot(), table.counters()));
     for (i, slot) in table.slots().iter().enumerate() {
         let line = match slot {
             Ok(h) => format!("valid, version {}, {} rows", h.version, h.rows),

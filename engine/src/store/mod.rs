@@ -136,6 +136,23 @@ fn newest_slot<H>(
     Ok((slot, header, damaged))
 }
 
+/// Step (4)-(5) of a commit, for dense stores and sparse tables alike: writes `page` into header slot
+/// `slot` of `map` and syncs it. If the sync fails, the slot is zeroed, so a header whose commit was
+/// reported as failed can never reach the disk later.
+fn write_header_slot(
+    map: &mut Mapping,
+    sync: &mut dyn SyncBackend,
+    slot: usize,
+    page: &[u8; PAGE],
+) -> std::io::Result<()> {
+    let at = slot_offset(slot);
+    map.bytes_mut()[at..at + PAGE].copy_from_slice(page);
+    sync.sync(map, at, PAGE).inspect_err(|_| {
+        map.bytes_mut()[at..at + PAGE].fill(0);
+        let _ = map.flush_range(at, PAGE);
+    })
+}
+
 fn lock(file: &File, path: &Path) -> Result<(), StoreError> {
     match file.try_lock() {
         Ok(()) => Ok(()),
@@ -362,13 +379,8 @@ impl Store {
             return Err(StoreError::Sync { path: self.path.clone(), op: "sync of the data copy", cause });
         }
         let slot = 1 - self.committed_slot;
-        let at = slot_offset(slot);
-        self.map.bytes_mut()[at..at + PAGE].copy_from_slice(&page);
-        if let Err(cause) = self.sync.sync(&mut self.map, at, PAGE) {
+        if let Err(cause) = write_header_slot(&mut self.map, self.sync.as_mut(), slot, &page) {
             self.poisoned = true;
-            // Never let a header whose commit was reported as failed reach the disk later.
-            self.map.bytes_mut()[at..at + PAGE].fill(0);
-            let _ = self.map.flush_range(at, PAGE);
             return Err(StoreError::Sync { path: self.path.clone(), op: "sync of the header", cause });
         }
         self.committed_slot = slot;

@@ -27,7 +27,7 @@ use xxhash_rust::xxh3::xxh3_64;
 use super::format::{FormatError, PAGE, slot_offset};
 use super::mmap::Mapping;
 use super::sync::{OsSync, SyncBackend};
-use super::{StoreError, io, lock, newest_slot, slot_page};
+use super::{StoreError, io, lock, newest_slot, slot_page, write_header_slot};
 pub use format::{
     ChunkEntry, MAX_ROW_FLOATS, ROWS_PER_CHUNK, SegmentMeta, TABLE_FORMAT_VERSION, TableHeader, TableSuperblock,
 };
@@ -550,12 +550,8 @@ impl SparseTable {
             }
         }
         let slot = 1 - self.committed_slot;
-        let at = slot_offset(slot);
-        self.head.bytes_mut()[at..at + PAGE].copy_from_slice(&page);
-        if let Err(cause) = self.sync.sync(&mut self.head, at, PAGE) {
+        if let Err(cause) = write_header_slot(&mut self.head, self.sync.as_mut(), slot, &page) {
             self.poisoned = true;
-            self.head.bytes_mut()[at..at + PAGE].fill(0);
-            let _ = self.head.flush_range(at, PAGE);
             return Err(StoreError::Sync { path: self.path.clone(), op: "sync of the header", cause });
         }
         for s in 0..self.segments.len() {
