@@ -56,9 +56,8 @@ enum Command {
     Master {
         /// The job file (TOML).
         config: PathBuf,
-        /// Where to listen, overriding transport.endpoint (ipc://PATH or tcp://HOST:PORT).
-        #[arg(long)]
-        endpoint: Option<String>,
+        #[command(flatten)]
+        link: LinkArgs,
         #[command(flatten)]
         args: JobArgs,
     },
@@ -69,9 +68,8 @@ enum Command {
         /// This child's id (1..=children.count hold images, the next children.tabular hold tabular data).
         #[arg(long)]
         id: u32,
-        /// The master's endpoint, overriding transport.endpoint.
-        #[arg(long)]
-        endpoint: Option<String>,
+        #[command(flatten)]
+        link: LinkArgs,
         /// Data folder [default: $SHOAL_DATA or ./data].
         #[arg(long)]
         data_dir: Option<PathBuf>,
@@ -107,6 +105,19 @@ enum Command {
         Example: shoal aggregate --rule krum --f 1 -o merged.npy a.npy b.npy c.npy d.npy e.npy")]
     Aggregate(AggregateArgs),
     /// Show what a parameter store holds: layout, both header slots, the committed version and counters.
+    /// Write CURVE keypairs for the nodes of a tcp cluster (node 0 is the master).
+    #[command(long_about = "Writes node-N.key (the secret key, mode 0600, never overwritten) and node-N.pub \
+        for every node id given. Copy the whole folder's .pub files plus each node's own .key to that node and \
+        pass the folder as --keys (or transport.keys): the master accepts only the keys it finds there, and each \
+        node's id is bound to its key.")]
+    Keygen {
+        /// Node ids: a list and ranges, e.g. `0-8` or `0,3,5-7` (0 is the master, children are 1..).
+        #[arg(long, value_parser = parse_nodes)]
+        nodes: std::collections::BTreeSet<u32>,
+        /// The keys folder.
+        #[arg(long, short)]
+        out: PathBuf,
+    },
     Inspect {
         /// The store file: a dense store or a sparse table.
         file: PathBuf,
@@ -179,6 +190,65 @@ enum DataAction {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+}
+
+/// How a master or worker process reaches the others.
+#[derive(clap::Args)]
+struct LinkArgs {
+    /// The master's endpoint (ipc://PATH or tcp://HOST:PORT), overriding transport.endpoint.
+    #[arg(long)]
+    endpoint: Option<String>,
+    /// CURVE keys folder from `shoal keygen` (this node's node-N.key, everyone's node-N.pub), overriding
+    /// transport.keys. tcp links need it unless --insecure.
+    #[arg(long, conflicts_with = "insecure")]
+    keys: Option<PathBuf>,
+    /// Allow tcp without authentication or encryption (anyone who can reach the port can join).
+    #[arg(long)]
+    insecure: bool,
+}
+
+impl LinkArgs {
+    /// Applies the overrides and says loudly when links run insecure.
+    fn apply(self, transport: &mut shoal::federated::config::TransportConfig, who: &str) -> Result<()> {
+        use shoal::federated::config::LinkSecurity;
+        if let Some(e) = self.endpoint {
+            transport.endpoint = e;
+        }
+        if let Some(k) = self.keys {
+            transport.keys = Some(k);
+        }
+        transport.insecure |= self.insecure;
+        match transport.security()? {
+            LinkSecurity::Insecure => eprintln!(
+                "WARNING: {who}: --insecure: the tcp link {} is neither authenticated nor encrypted",
+                transport.endpoint
+            ),
+            LinkSecurity::Curve(dir) => println!("{who}: CURVE keys from {}", dir.display()),
+            LinkSecurity::Local => {}
+        }
+        Ok(())
+    }
+}
+
+/// `0-8`, `0,3,5-7`: the node ids `shoal keygen` writes keys for.
+fn parse_nodes(spec: &str) -> Result<std::collections::BTreeSet<u32>, String> {
+    let mut nodes = std::collections::BTreeSet::new();
+    for part in spec.split(',').map(str::trim) {
+        let num = |t: &str| t.trim().parse::<u32>().map_err(|_| format!("`{t}` is not a node id"));
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b) = (num(a)?, num(b)?);
+                if a > b || b - a > 1_000_000 {
+                    return Err(format!("`{part}`: a range is low-high, at most a million ids"));
+                }
+                nodes.extend(a..=b);
+            }
+            None => {
+                nodes.insert(num(part)?);
+            }
+        }
+    }
+    Ok(nodes)
 }
 
 #[derive(clap::Args)]
@@ -264,8 +334,16 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Demo(args) => run_job(None, args),
         Command::Local { config, args } => run_job(Some(config), args),
-        Command::Master { config, endpoint, args } => run_master_process(config, endpoint, args),
-        Command::Worker { config, id, endpoint, data_dir } => run_worker(config, id, endpoint, data_dir),
+        Command::Master { config, link, args } => run_master_process(config, link, args),
+        Command::Worker { config, id, link, data_dir } => run_worker(config, id, link, data_dir),
+        Command::Keygen { nodes, out } => {
+            for node in nodes {
+                let pair = shoal_bus::security::Keypair::generate(node).context("shoal keygen")?;
+                let (public, secret) = pair.write(&out).with_context(|| format!("node {node}"))?;
+                println!("node {node}: {} {}", public.display(), secret.display());
+            }
+            Ok(())
+        }
         Command::Train(args) => run_demo(args),
         Command::Export { store, out } => {
             if shoal_engine::store::sparse::is_sparse_table(&store) {
@@ -316,22 +394,20 @@ fn load_mnist(data_dir: Option<PathBuf>) -> Result<Mnist> {
     Mnist::load(&dir.mnist()).context("loading MNIST")
 }
 
-fn run_master_process(config: PathBuf, endpoint: Option<String>, args: JobArgs) -> Result<()> {
-    run_job_as(Some(config), args, endpoint, false)
+fn run_master_process(config: PathBuf, link: LinkArgs, args: JobArgs) -> Result<()> {
+    run_job_as(Some(config), args, Some(link), false)
 }
 
-fn run_worker(config: PathBuf, id: u32, endpoint: Option<String>, data_dir: Option<PathBuf>) -> Result<()> {
+fn run_worker(config: PathBuf, id: u32, link: LinkArgs, data_dir: Option<PathBuf>) -> Result<()> {
     let mut cfg = shoal::federated::JobConfig::load(&config).context("reading the job file")?;
-    if let Some(e) = endpoint {
-        cfg.transport.endpoint = e;
-    }
+    link.apply(&mut cfg.transport, &format!("worker {id}"))?;
     let data = std::sync::Arc::new(load_mnist(data_dir)?);
     let spec =
         shoal::federated::local::child_specs(&cfg, &data).into_iter().find(|s| s.id == id).with_context(|| {
             format!("--id {id}: the job has children 1..={}", cfg.children.count + cfg.children.tabular)
         })?;
     let ctx = zmq::Context::new();
-    let summary = shoal::federated::child::run_child(&ctx, &cfg.transport.endpoint, &cfg.job, spec, data)
+    let summary = shoal::federated::child::run_child(&ctx, &cfg.transport, &cfg.job, spec, data)
         .with_context(|| format!("child {id}"))?;
     println!(
         "child {id}: {}, trained {} rounds; {}",
@@ -347,7 +423,7 @@ fn run_job(config: Option<PathBuf>, args: JobArgs) -> Result<()> {
 }
 
 /// Runs a job embedded (master and children here) or as the master process alone.
-fn run_job_as(config: Option<PathBuf>, args: JobArgs, endpoint: Option<String>, embedded: bool) -> Result<()> {
+fn run_job_as(config: Option<PathBuf>, args: JobArgs, link: Option<LinkArgs>, embedded: bool) -> Result<()> {
     use shoal::federated::master::MasterEvent;
     let path = config.or(args.config);
     let mut cfg = match &path {
@@ -363,8 +439,11 @@ fn run_job_as(config: Option<PathBuf>, args: JobArgs, endpoint: Option<String>, 
     if let Some(o) = args.output {
         cfg.output = Some(o);
     }
-    if let Some(e) = endpoint {
-        cfg.transport.endpoint = e;
+    match link {
+        Some(link) => link.apply(&mut cfg.transport, "master")?,
+        None => {
+            cfg.transport.security()?;
+        }
     }
     if let Some(rule) = args.rule {
         cfg.rule.name = rule;

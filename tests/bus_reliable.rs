@@ -3,7 +3,8 @@
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
-use shoal_bus::reliable::{Action, FaultyNetwork, InOrder};
+use shoal_bus::fault::FaultyNetwork;
+use shoal_bus::reliable::{Action, InOrder};
 
 #[derive(Clone, Debug)]
 enum Packet {

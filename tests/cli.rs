@@ -31,7 +31,7 @@ fn info_names_the_instruction_set_of_every_kernel_family() {
 fn help_explains_every_command() {
     let out = shoal().arg("--help").output().unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
-    for cmd in ["info", "data", "demo", "local", "train", "aggregate", "inspect"] {
+    for cmd in ["info", "data", "demo", "local", "master", "worker", "keygen", "train", "aggregate", "inspect"] {
         assert!(text.contains(cmd), "{text}");
     }
 }
@@ -218,5 +218,53 @@ fn a_bad_job_file_is_refused_in_one_line_naming_the_field() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success() && err.trim().lines().count() == 1 && err.contains(want), "{want}: {err}");
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn tcp_without_keys_is_refused_unless_insecure_and_keygen_writes_private_keys() {
+    let dir = scratch("tcpkeys");
+    let job = dir.join("job.toml");
+    std::fs::write(&job, "job = \"j\"\n[encoder]\ntype = \"image28x28\"\nhidden = [8]\n").unwrap();
+    // Refused before any data is read or socket bound.
+    for cmd in [
+        &["master", "--endpoint", "tcp://127.0.0.1:1"][..],
+        &["worker", "--id", "1", "--endpoint", "tcp://127.0.0.1:1"],
+    ] {
+        let out = shoal().args(cmd).arg(&job).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.trim().lines().count() == 1, "{cmd:?}: {err}");
+        assert!(err.contains("transport.keys") && err.contains("--insecure") && err.contains("shoal keygen"), "{err}");
+    }
+    // --insecure is accepted and said loudly (the run then fails on the missing data folder: that is fine).
+    let out = shoal()
+        .args(["worker", "--id", "1", "--insecure", "--endpoint", "tcp://127.0.0.1:1", "--data-dir"])
+        .arg(dir.join("no-data"))
+        .arg(&job)
+        .env("SHOAL_PIP", "false")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("WARNING: worker 1: --insecure") && err.contains("neither authenticated nor encrypted"),
+        "{err}"
+    );
+
+    let keys = dir.join("keys");
+    let out = shoal().args(["keygen", "--nodes", "0,2-3", "--out"]).arg(&keys).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    use std::os::unix::fs::PermissionsExt;
+    for n in [0, 2, 3] {
+        let mode = std::fs::metadata(keys.join(format!("node-{n}.key"))).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert!(keys.join(format!("node-{n}.pub")).exists());
+    }
+    assert!(!keys.join("node-1.pub").exists());
+    // A second run never overwrites a secret key.
+    let out = shoal().args(["keygen", "--nodes", "2", "--out"]).arg(&keys).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("node-2.key"), "{err}");
+    let out = shoal().args(["keygen", "--nodes", "5-2", "--out"]).arg(&keys).output().unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("low-high"));
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,5 +1,6 @@
-//! Job 1 as separate processes: a `shoal master` and one `shoal worker` per child over an ipc socket,
-//! and a worker killed with SIGKILL in the middle of the job.
+//! Job 1 as separate processes: a `shoal master` and one `shoal worker` per child over CURVE-secured tcp
+//! on 127.0.0.1 (with an intruder holding an unknown key) and over an ipc socket, and a worker killed
+//! with SIGKILL in the middle of the job.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -24,19 +25,32 @@ fn data_dir() -> PathBuf {
 
 /// Writes a job file for 4 image children and 1 tabular child over ipc in a fresh folder.
 fn job(name: &str, rounds: u64, round_ms: u64) -> (PathBuf, PathBuf) {
+    job_over(name, rounds, round_ms, None)
+}
+
+/// The same over `transport` (extra `[transport]` lines) instead of ipc.
+fn job_over(
+    name: &str,
+    rounds: u64,
+    round_ms: u64,
+    transport: Option<&dyn Fn(&PathBuf) -> String>,
+) -> (PathBuf, PathBuf) {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("procs-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let cfg = dir.join("job.toml");
+    let link = match transport {
+        Some(f) => f(&dir),
+        None => format!("endpoint = \"ipc://{}\"\n", dir.join("master.sock").display()),
+    };
     std::fs::write(
         &cfg,
         format!(
             "job = \"{name}\"\noutput = \"{out}\"\n[encoder]\ntype = \"image28x28\"\nhidden = [32]\n\
              [training]\nrounds = {rounds}\nlocal_epochs = 1\nbatch = 50\nfraction = 1.0\nmin_children = 2\n\
              [children]\ncount = 4\ntabular = 1\n[deadlines]\njoin_ms = 20000\nround_ms = {round_ms}\n\
-             [transport]\nendpoint = \"ipc://{sock}\"\n",
+             [transport]\n{link}",
             out = dir.join("out").display(),
-            sock = dir.join("master.sock").display()
         ),
     )
     .unwrap();
@@ -112,20 +126,52 @@ fn finish(
     }
 }
 
+/// A tcp port on 127.0.0.1 that was free a moment ago.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn keygen(nodes: &str, out: &PathBuf) {
+    let status = Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .args(["keygen", "--nodes", nodes, "--out"])
+        .arg(out)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
 #[test]
-fn master_and_workers_as_processes_finish_the_job() {
+fn master_and_workers_as_processes_finish_the_job_over_curve_tcp() {
     let data = data_dir();
-    let (dir, cfg) = job("procs", 2, 30_000);
+    let port = free_port();
+    let link = move |dir: &PathBuf| {
+        keygen("0-5", &dir.join("keys"));
+        format!("endpoint = \"tcp://127.0.0.1:{port}\"\nkeys = \"{}\"\n", dir.join("keys").display())
+    };
+    let (dir, cfg) = job_over("procs", 2, 30_000, Some(&link));
+    // An intruder with a key of its own claiming to be child 3: the master's ZAP handler refuses it.
+    keygen("3", &dir.join("intruder-keys"));
+    let intruder = shoal(&["worker", "--id", "3", "--keys"], &dir.join("intruder-keys"), &data)
+        .arg(&cfg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let (mut master, rx) = start_master(&cfg, &data);
     let mut reaper = Reaper(start_workers(&cfg, &data));
+    reaper.0.push(intruder);
     let (lines, ok) = finish(&mut master, &rx, Duration::from_secs(120), |_| {});
     let text = lines.join("\n");
     assert!(ok, "{text}");
     assert!(text.contains("5 of 5 children joined") && text.contains("4 confirmed, 1 declined"), "{text}");
     assert!(text.contains("round   2:") && text.contains("final test accuracy"), "{text}");
+    assert!(text.contains("CURVE keys from"), "{text}");
+    let intruder = reaper.0.pop().unwrap();
     for w in &mut reaper.0 {
         assert!(w.wait().unwrap().success());
     }
+    reaper.0.push(intruder);
     assert!(dir.join("out/report.json").exists());
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -13,9 +13,12 @@
 //! (sequencing, snapshots, heartbeats) and CURVE security land next (see the bus issue).
 
 pub mod codec;
+pub mod fault;
 pub mod message;
 pub mod reliable;
+pub mod security;
 pub mod session;
+mod sockopt;
 pub mod transport;
 
 pub use codec::{DecodeError, Limits, Message, decode, decode_header_only, describe, encode_header};

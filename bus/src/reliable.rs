@@ -134,6 +134,18 @@ impl<T> InOrder<T> {
         Some(Action::RequestSnapshot { delivered_up_to: self.next.checked_sub(1) })
     }
 
+    /// The sender had published nothing when it made the snapshot: nothing to skip, no gap to close.
+    pub fn apply_empty_snapshot(&mut self) {
+        self.awaiting_snapshot = false;
+        self.gap_since = None;
+    }
+
+    /// The snapshot never came: ask again once the gap timeout has passed from `now`.
+    pub fn snapshot_failed(&mut self, now: Instant) {
+        self.awaiting_snapshot = false;
+        self.gap_since = Some(now);
+    }
+
     /// A snapshot covering every message up to `covers_up_to` was applied by the owner: resume after
     /// it, dropping what it made obsolete, and deliver whatever early arrivals now follow on.
     pub fn apply_snapshot(&mut self, covers_up_to: u64) {
@@ -148,57 +160,5 @@ impl<T> InOrder<T> {
             self.stats.delivered += 1;
         }
         self.gap_since = None;
-    }
-}
-
-/// A seeded, simulated lossy network for tests of protocols built on the bus: each message sent may be
-/// dropped, duplicated and delayed by a random amount (so it may also arrive out of order).
-#[derive(Debug)]
-pub struct FaultyNetwork<T> {
-    rng: u64,
-    pub drop: f64,
-    pub duplicate: f64,
-    pub max_delay: Duration,
-    in_flight: BTreeMap<(Instant, u64), T>,
-    counter: u64,
-}
-
-impl<T: Clone> FaultyNetwork<T> {
-    pub fn new(seed: u64, drop: f64, duplicate: f64, max_delay: Duration) -> Self {
-        Self { rng: seed, drop, duplicate, max_delay, in_flight: BTreeMap::new(), counter: 0 }
-    }
-
-    fn uniform(&mut self) -> f64 {
-        self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.rng;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    pub fn send(&mut self, now: Instant, msg: T) {
-        if self.uniform() < self.drop {
-            return;
-        }
-        let copies = if self.uniform() < self.duplicate { 2 } else { 1 };
-        for _ in 0..copies {
-            let delay = self.max_delay.mul_f64(self.uniform());
-            self.counter += 1;
-            self.in_flight.insert((now + delay, self.counter), msg.clone());
-        }
-    }
-
-    /// The next message that has arrived by `now`, in arrival order.
-    pub fn poll_recv(&mut self, now: Instant) -> Option<T> {
-        let (&key, _) = self.in_flight.iter().next()?;
-        if key.0 > now {
-            return None;
-        }
-        self.in_flight.remove(&key)
-    }
-
-    /// When the next message arrives, if any is in flight.
-    pub fn next_arrival(&self) -> Option<Instant> {
-        self.in_flight.keys().next().map(|k| k.0)
     }
 }

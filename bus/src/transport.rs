@@ -16,6 +16,8 @@ pub enum TransportError {
     Zmq { op: &'static str, cause: zmq::Error },
     #[error("dropped a bad message: {0}")]
     Decode(#[from] DecodeError),
+    #[error("dropped a message from authenticated node {authenticated} claiming to be node {claimed}")]
+    Impersonation { claimed: u32, authenticated: u32 },
 }
 
 fn zmq_err(op: &'static str) -> impl FnOnce(zmq::Error) -> TransportError {
@@ -87,6 +89,9 @@ pub struct Received {
     pub envelope: Vec<Vec<u8>>,
     pub header: Header,
     pub payloads: Vec<zmq::Message>,
+    /// The node id the connection authenticated as (CURVE links; see [`crate::security`]), `None` on
+    /// unauthenticated links. When present it equals `header.sender`.
+    pub authenticated: Option<u32>,
 }
 
 /// Receives one message. `envelope_frames` is how many leading identity frames to expect (1 on a
@@ -125,6 +130,14 @@ pub fn recv(socket: &zmq::Socket, envelope_frames: usize, limits: &Limits) -> Re
     }
     let views: Vec<&[u8]> = frames.iter().map(|f| &f[..]).collect();
     let header = decode(&views, limits)?.header;
-    frames.remove(0);
-    Ok(Received { envelope, header, payloads: frames })
+    let mut head = frames.remove(0);
+    // On a CURVE link libzmq stamps every frame with the user id the ZAP handler gave the connection: the
+    // node id its key belongs to. A header claiming another sender is dropped.
+    let authenticated = head.gets("User-Id").and_then(|u| u.parse::<u32>().ok());
+    if let Some(node) = authenticated
+        && node != header.sender
+    {
+        return Err(TransportError::Impersonation { claimed: header.sender, authenticated: node });
+    }
+    Ok(Received { envelope, header, payloads: frames, authenticated })
 }

@@ -10,6 +10,7 @@ use shoal_bus::Kind;
 use shoal_engine::model::{HeadKind, Network, NetworkSpec, Optimizer, OptimizerKind, SplitMix, Targets};
 
 use super::JobError;
+use super::config::TransportConfig;
 use super::wire::{Link, meta, tensor};
 use crate::data::mnist::{CLASSES, Mnist, PIXELS};
 
@@ -63,7 +64,7 @@ pub const MASTER_SILENCE: Duration = Duration::from_secs(600);
 /// Runs one child until the master says the job is done (or goes silent for [`MASTER_SILENCE`]).
 pub fn run_child(
     ctx: &zmq::Context,
-    endpoint: &str,
+    transport: &TransportConfig,
     job: &str,
     spec: ChildSpec,
     data: Arc<Mnist>,
@@ -74,7 +75,8 @@ pub fn run_child(
         .map_err(|cause| JobError::Zmq { op: "set identity", cause })?;
     // A send never blocks for long: with the master gone, a DEALER would otherwise wait forever.
     socket.set_sndtimeo(SEND_TIMEOUT_MS).map_err(|cause| JobError::Zmq { op: "set SNDTIMEO", cause })?;
-    socket.connect(endpoint).map_err(|cause| JobError::Zmq { op: "connect", cause })?;
+    super::security::secure_child(transport, spec.id, &socket)?;
+    socket.connect(&transport.endpoint).map_err(|cause| JobError::Zmq { op: "connect", cause })?;
     let mut link = Link::new(socket, spec.id, job, 0);
     let mut hello = link.header(Kind::Hello, 0);
     hello.meta.insert("role".into(), "worker".into());

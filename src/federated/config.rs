@@ -156,11 +156,46 @@ impl Default for DeadlineConfig {
 pub struct TransportConfig {
     /// Where the master listens: `inproc://NAME` (embedded), `ipc://PATH` or `tcp://HOST:PORT`.
     pub endpoint: String,
+    /// A folder of CURVE keys (`shoal keygen`): this node's `node-N.key` and every node's `node-N.pub`.
+    /// Required on tcp unless `insecure` is set.
+    pub keys: Option<PathBuf>,
+    /// Run tcp links without authentication or encryption (logged loudly).
+    pub insecure: bool,
 }
 
 impl Default for TransportConfig {
     fn default() -> Self {
-        Self { endpoint: "inproc://shoal-master".into() }
+        Self { endpoint: "inproc://shoal-master".into(), keys: None, insecure: false }
+    }
+}
+
+/// How a node secures its link to the master.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LinkSecurity {
+    /// inproc or ipc: the link never leaves this host (ipc is guarded by file permissions).
+    Local,
+    /// tcp without keys, because the operator said `--insecure`.
+    Insecure,
+    /// tcp with CURVE: the keys folder.
+    Curve(PathBuf),
+}
+
+impl TransportConfig {
+    /// What securing the link takes; a tcp endpoint with neither keys nor `insecure` is refused.
+    pub fn security(&self) -> Result<LinkSecurity, ConfigError> {
+        match (&self.keys, self.endpoint.starts_with("tcp://"), self.insecure) {
+            (Some(dir), _, _) => Ok(LinkSecurity::Curve(dir.clone())),
+            (None, true, true) => Ok(LinkSecurity::Insecure),
+            (None, true, false) => Err(invalid(
+                "transport.keys",
+                format!(
+                    "`{}` is tcp: give a keys folder (--keys DIR or transport.keys; `shoal keygen` makes one) \
+                     or run unauthenticated with --insecure",
+                    self.endpoint
+                ),
+            )),
+            (None, false, _) => Ok(LinkSecurity::Local),
+        }
     }
 }
 

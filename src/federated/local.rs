@@ -74,12 +74,11 @@ pub fn run_local_with(
         .into_iter()
         .map(|mut spec| {
             spec.stop = Some(Arc::clone(&stop));
-            let (ctx, data, endpoint, job) =
-                (ctx.clone(), Arc::clone(&data), cfg.transport.endpoint.clone(), cfg.job.clone());
+            let (ctx, data, transport, job) = (ctx.clone(), Arc::clone(&data), cfg.transport.clone(), cfg.job.clone());
             let id = spec.id;
             std::thread::Builder::new()
                 .name(format!("child-{id}"))
-                .spawn(move || run_child(&ctx, &endpoint, &job, spec, data))
+                .spawn(move || run_child(&ctx, &transport, &job, spec, data))
                 .map_err(|cause| JobError::Io { path: format!("thread of child {id}").into(), cause })
         })
         .collect::<Result<_, _>>()?;

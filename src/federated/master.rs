@@ -99,7 +99,8 @@ pub fn run_master(
     events: &mut dyn FnMut(MasterEvent),
 ) -> Result<JobReport, JobError> {
     let job_started = Instant::now();
-    let socket = shoal_bus::transport::socket(ctx, zmq::ROUTER, &Default::default())?;
+    let mut socket = shoal_bus::transport::socket(ctx, zmq::ROUTER, &Default::default())?;
+    let _zap = super::security::secure_master(ctx, &cfg.transport, &mut socket)?;
     socket.set_sndtimeo(super::child::SEND_TIMEOUT_MS).map_err(|cause| JobError::Zmq { op: "set SNDTIMEO", cause })?;
     socket.bind(&cfg.transport.endpoint).map_err(|cause| JobError::Zmq { op: "bind", cause })?;
     let mut link = Link::new(socket, 0, &cfg.job, 1);

@@ -26,6 +26,7 @@ pub mod local;
 pub mod master;
 pub mod partition;
 pub mod report;
+pub mod security;
 pub mod wire;
 
 use std::path::PathBuf;
@@ -56,6 +57,8 @@ pub enum JobError {
     Export(#[from] crate::exchange::ExchangeError),
     #[error(transparent)]
     Data(#[from] crate::data::DataError),
+    #[error(transparent)]
+    Security(#[from] shoal_bus::security::SecurityError),
     #[error("child {id} failed: {detail}")]
     Child { id: u32, detail: String },
 }
