@@ -8,14 +8,20 @@
 //! heartbeats), while the engine stays free of I/O. This crate knows nothing of the engine: tensors cross
 //! it as raw little-endian frames described by the header.
 //!
-//! Today the crate holds the message model ([`message`]), the bounded codec ([`codec`]) and the ZeroMQ
-//! transport with zero-copy sends and bounded receives ([`transport`]); the reliability state machines
-//! (sequencing, snapshots, heartbeats) and CURVE security land next (see the bus issue).
+//! The modules, bottom up: the message model ([`message`]) and its bounded codec ([`codec`]); the ZeroMQ
+//! transport with zero-copy sends and bounded receives ([`transport`]); CURVE keys and the ZAP allowlist
+//! for tcp ([`security`]); and the protocol machines, written without I/O so tests drive them on
+//! simulated time: handshake and liveness ([`session`]), in-order exactly-once delivery ([`reliable`]),
+//! retries with idempotency keys ([`request`]). [`broadcast`] puts the reliable machine on PUB/SUB with
+//! snapshots and resends (the zguide's Clone pattern); [`fault`] injects loss, duplication and reordering
+//! in front of any of them.
 
+pub mod broadcast;
 pub mod codec;
 pub mod fault;
 pub mod message;
 pub mod reliable;
+pub mod request;
 pub mod security;
 pub mod session;
 mod sockopt;

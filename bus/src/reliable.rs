@@ -140,6 +140,13 @@ impl<T> InOrder<T> {
         self.gap_since = None;
     }
 
+    /// The sender resent the messages it still had from the gap on (they went through `handle`): the
+    /// request is answered; a gap that is still open is timed again from `now`.
+    pub fn resend_done(&mut self, now: Instant) {
+        self.awaiting_snapshot = false;
+        self.gap_since = if self.pending.is_empty() { None } else { Some(now) };
+    }
+
     /// The snapshot never came: ask again once the gap timeout has passed from `now`.
     pub fn snapshot_failed(&mut self, now: Instant) {
         self.awaiting_snapshot = false;
