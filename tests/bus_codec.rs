@@ -2,9 +2,11 @@
 //! panic or an unbounded allocation.
 
 use proptest::prelude::*;
-use shoal_bus::{DecodeError, Dtype, Header, Kind, Limits, PROTOCOL_VERSION, decode, describe, encode_header};
+use shoal_bus::{
+    DecodeError, Dtype, Header, Kind, Limits, PROTOCOL_VERSION, decode, describe, describe_in_process, encode_header,
+};
 
-const KINDS: [Kind; 11] = [
+const KINDS: [Kind; 12] = [
     Kind::Hello,
     Kind::Welcome,
     Kind::Heartbeat,
@@ -16,6 +18,7 @@ const KINDS: [Kind; 11] = [
     Kind::SnapshotRequest,
     Kind::Snapshot,
     Kind::Error,
+    Kind::Done,
 ];
 const DTYPES: [Dtype; 4] = [Dtype::F32, Dtype::U32, Dtype::U64, Dtype::U8];
 
@@ -184,4 +187,18 @@ fn unknown_fields_from_newer_peers_are_ignored() {
     .unwrap();
     let m = decode(&[&bytes], &Limits::default()).unwrap();
     assert_eq!((m.header.kind, m.header.sender, m.header.round), (Kind::Heartbeat, 2, 0));
+}
+
+#[test]
+fn in_process_frames_skip_checksums_only_where_asked() {
+    let (mut h, payloads) = sample();
+    h.frames = vec![describe_in_process(Dtype::F32, &[4, 6]), describe_in_process(Dtype::U64, &[2])];
+    let frames = message(&h, &payloads);
+    // An inproc receiver takes it; any other receiver verifies the checksum and refuses it.
+    assert_eq!(decode(&refs(&frames), &Limits::in_process()).unwrap().header, h);
+    assert_eq!(decode(&refs(&frames), &Limits::default()).unwrap_err(), DecodeError::Checksum { index: 0 });
+    // The in-process mode still checks everything else.
+    let mut short = frames.clone();
+    short[2].pop();
+    assert!(matches!(decode(&refs(&short), &Limits::in_process()), Err(DecodeError::Shape { index: 1, .. })));
 }

@@ -1,9 +1,11 @@
-//! Link handshake and liveness on simulated time.
+//! Link handshake and liveness on simulated time, and a peer process killed with SIGKILL on real sockets.
 
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use shoal_bus::session::{Event, Session, SessionError};
-use shoal_bus::{Header, Kind, PROTOCOL_VERSION};
+use shoal_bus::transport::{self, SocketConfig};
+use shoal_bus::{Header, Kind, Limits, PROTOCOL_VERSION};
 
 const MS: Duration = Duration::from_millis(1);
 
@@ -104,4 +106,78 @@ fn a_crashed_peer_is_reported_within_the_stated_bound() {
         reported - last_from_b
     );
     assert!(reported - crash <= interval * liveness, "reported {:?} after the crash", reported - crash);
+}
+
+const PEER_ENV: &str = "SHOAL_BUS_SESSION_PEER";
+const INTERVAL: Duration = Duration::from_millis(50);
+const LIVENESS: u32 = 4;
+
+/// The peer side of the kill test: says hello, then heartbeats through its session until it is killed.
+#[test]
+fn session_peer() {
+    let Ok(endpoint) = std::env::var(PEER_ENV) else { return };
+    let ctx = zmq::Context::new();
+    let dealer = transport::socket(&ctx, zmq::DEALER, &SocketConfig::default()).unwrap();
+    dealer.connect(&endpoint).unwrap();
+    let mut session = Session::new(2, INTERVAL, LIVENESS, Instant::now());
+    transport::send(&dealer, &[], &hello(2, PROTOCOL_VERSION, Some("worker")), vec![]).unwrap();
+    session.handle(&hello(1, PROTOCOL_VERSION, Some("master")), Instant::now()).unwrap();
+    loop {
+        if let Some(hb) = session.poll_transmit(Instant::now()) {
+            transport::send(&dealer, &[], &hb, vec![]).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Kills and reaps the peer process whatever happens to the test.
+struct Peer(std::process::Child);
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_peer_killed_with_sigkill_is_reported_dead_within_the_bound_on_real_sockets() {
+    let ctx = zmq::Context::new();
+    let router = transport::socket(&ctx, zmq::ROUTER, &SocketConfig::default()).unwrap();
+    router.bind("tcp://127.0.0.1:*").unwrap();
+    let endpoint = router.get_last_endpoint().unwrap().unwrap();
+    let mut peer = Peer(
+        Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "session_peer", "--test-threads", "1"])
+            .env(PEER_ENV, &endpoint)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut session = Session::new(1, INTERVAL, LIVENESS, Instant::now());
+    let (mut heard, mut last_heard, mut killed) = (0, Instant::now(), false);
+    let start = Instant::now();
+    let reported = loop {
+        assert!(start.elapsed() < Duration::from_secs(20), "never reported dead");
+        if router.poll(zmq::POLLIN, 5).unwrap() > 0 {
+            let m = transport::recv(&router, 1, &Limits::default()).unwrap();
+            let event = session.handle(&m.header, Instant::now()).unwrap();
+            last_heard = Instant::now();
+            heard += 1;
+            assert!(heard > 1 || matches!(event, Event::Established(_)));
+        }
+        if heard == 10 && !killed {
+            peer.0.kill().unwrap(); // SIGKILL
+            peer.0.wait().unwrap();
+            killed = true;
+        }
+        if let Some(SessionError::Dead { .. }) = session.handle_timeout(Instant::now()) {
+            break Instant::now();
+        }
+    };
+    assert!(killed, "declared dead while it was heartbeating");
+    let after = reported - last_heard;
+    let bound = INTERVAL * LIVENESS;
+    // Never early; late only by this loop's polling and the machine's scheduling.
+    assert!(after >= bound && after < bound + Duration::from_millis(250), "reported {after:?} after the last message");
 }

@@ -12,6 +12,8 @@ use shoal_engine::gemm::{MatRef, gemm};
 use shoal_engine::kernels::{self, Activation};
 use shoal_engine::model::{HeadKind, Network, NetworkSpec, Optimizer, OptimizerKind, SplitMix, Targets};
 
+mod bus;
+
 fn arg(args: &[String], name: &str, default: usize) -> usize {
     args.iter()
         .position(|a| a == name)
@@ -334,66 +336,6 @@ fn sparse(dir: &std::path::Path, rows: usize, dim: usize) -> String {
     )
 }
 
-/// Child side of `push`: connects and sends `count` messages of `size` bytes, raw or with shoal framing.
-fn push_send(endpoint: &str, size: usize, count: usize, shoal_framing: bool) -> String {
-    use shoal_bus::transport::{self, SocketConfig};
-    let ctx = zmq::Context::new();
-    let cfg = SocketConfig { send_hwm: 64, ..SocketConfig::default() };
-    let push = transport::socket(&ctx, zmq::PUSH, &cfg).expect("socket");
-    push.connect(endpoint).expect("connect");
-    for i in 0..count {
-        // A fresh buffer per message, as a worker's update would be (both modes pay the same allocation).
-        let payload = vec![i as u8; size];
-        if shoal_framing {
-            let mut h = shoal_bus::Header::new(shoal_bus::Kind::Update, 1, "bench", i as u64);
-            h.frames = vec![shoal_bus::describe(shoal_bus::Dtype::U8, &[size as u64], &payload)];
-            transport::send(&push, &[], &h, vec![payload]).expect("send");
-        } else {
-            push.send(zmq::Message::from(payload), 0).expect("send");
-        }
-    }
-    String::from("{}")
-}
-
-/// Tensor push between two processes over tcp loopback: shoal framing (header + checksummed payload,
-/// decoded and verified on receipt) against raw zero-copy libzmq PUSH/PULL of the same sizes.
-fn push(size: usize, count: usize) -> String {
-    use shoal_bus::transport::{self, SocketConfig};
-    let exe = std::env::current_exe().expect("own path");
-    let mut out = Vec::new();
-    for shoal_framing in [false, true] {
-        let ctx = zmq::Context::new();
-        let cfg = SocketConfig { recv_hwm: 64, ..SocketConfig::default() };
-        let pull = transport::socket(&ctx, zmq::PULL, &cfg).expect("socket");
-        pull.set_rcvtimeo(20_000).expect("timeout");
-        pull.bind("tcp://127.0.0.1:*").expect("bind");
-        let endpoint = pull.get_last_endpoint().expect("endpoint").expect("utf-8");
-        let mut child = std::process::Command::new(&exe)
-            .args(["push-send", "--endpoint", &endpoint, "--size", &size.to_string(), "--count", &count.to_string()])
-            .args(if shoal_framing { &["--shoal"][..] } else { &[][..] })
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("spawn sender");
-        // Time from the first message's arrival to the last one's.
-        let mut start = None;
-        let limits = shoal_bus::Limits::default();
-        for _ in 0..count {
-            if shoal_framing {
-                let r = transport::recv(&pull, 0, &limits).expect("recv");
-                std::hint::black_box(r.payloads.len());
-            } else {
-                let m = pull.recv_msg(0).expect("recv");
-                std::hint::black_box(m.len());
-            }
-            start.get_or_insert_with(Instant::now);
-        }
-        let secs = start.expect("received").elapsed().as_secs_f64();
-        child.wait().expect("sender");
-        out.push(((count - 1) * size) as f64 / secs / 1e9);
-    }
-    format!(r#"{{"size": {size}, "raw_gbps": {:.2}, "shoal_gbps": {:.2}}}"#, out[0], out[1])
-}
-
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let threads = arg(&args, "--threads", 0);
@@ -418,16 +360,18 @@ fn main() {
             arg(&args, "--reps", 5),
             args.iter().position(|a| a == "--plugin").map(|i| args[i + 1].as_str()),
         ),
-        Some("push") => push(arg(&args, "--size", 1 << 20), arg(&args, "--count", 2000)),
-        Some("push-send") => push_send(
+        Some("push") => bus::push(arg(&args, "--size", 1 << 20), arg(&args, "--count", 2000)),
+        Some("push-send") => bus::push_send(
             &args[args.iter().position(|a| a == "--endpoint").expect("--endpoint") + 1],
             arg(&args, "--size", 1 << 20),
             arg(&args, "--count", 2000),
             args.iter().any(|a| a == "--shoal"),
         ),
+        Some("broadcast") => bus::broadcast(arg(&args, "--size", 64 << 20), arg(&args, "--subs", 8), arg(&args, "--reps", 3)),
+        Some("inproc") => bus::inproc(arg(&args, "--size", 1 << 20), arg(&args, "--count", 2000)),
         Some("mlp") => mlp(arg(&args, "--batch", 256), arg(&args, "--steps", 50), arg(&args, "--reps", 5)),
         _ => {
-            eprintln!("usage: compare wsum|sgemm|mlp|store|sparse|rules|push [--threads T] [--n N] [--p P] [--batch B] [--reps R] [--dir D] [--open-gib G] [--commit-gib G] [--rows R] [--dim D] [--f F] [--plugin LIB]");
+            eprintln!("usage: compare wsum|sgemm|mlp|store|sparse|rules|push|broadcast|inproc [--threads T] [--n N] [--p P] [--batch B] [--reps R] [--dir D] [--open-gib G] [--commit-gib G] [--rows R] [--dim D] [--f F] [--plugin LIB]");
             std::process::exit(2);
         }
     });

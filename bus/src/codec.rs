@@ -18,11 +18,28 @@ pub struct Limits {
     pub max_message_bytes: usize,
     pub max_header_bytes: usize,
     pub max_depth: usize,
+    /// Check every payload's XXH3 against its header. Only [`Limits::in_process`] turns this off.
+    pub verify_checksums: bool,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_payload_frames: 1024, max_message_bytes: 2 << 30, max_header_bytes: 64 << 10, max_depth: 16 }
+        Self {
+            max_payload_frames: 1024,
+            max_message_bytes: 2 << 30,
+            max_header_bytes: 64 << 10,
+            max_depth: 16,
+            verify_checksums: true,
+        }
+    }
+}
+
+impl Limits {
+    /// For inproc sockets only: the payload is the sender's own buffer handed over by pointer inside one
+    /// address space, so there is no wire to corrupt it and no checksum to verify (senders use
+    /// [`describe_in_process`]). Every other check still applies.
+    pub fn in_process() -> Self {
+        Self { verify_checksums: false, ..Self::default() }
     }
 }
 
@@ -60,6 +77,12 @@ pub fn describe(dtype: Dtype, shape: &[u64], bytes: &[u8]) -> FrameDesc {
     FrameDesc { dtype, shape: shape.to_vec(), checksum: xxh3_64(bytes) }
 }
 
+/// Describes a payload frame that travels over an inproc socket only: no checksum (0), see
+/// [`Limits::in_process`]. A receiver on any other transport verifies checksums and refuses it.
+pub fn describe_in_process(dtype: Dtype, shape: &[u64]) -> FrameDesc {
+    FrameDesc { dtype, shape: shape.to_vec(), checksum: 0 }
+}
+
 /// The header frame's bytes (MessagePack, named fields).
 pub fn encode_header(header: &Header) -> Vec<u8> {
     rmp_serde::to_vec_named(header).expect("a Header always serializes")
@@ -90,7 +113,7 @@ pub fn decode<'a>(frames: &[&'a [u8]], limits: &Limits) -> Result<Message<'a>, D
                 actual: payload.len(),
             });
         }
-        if xxh3_64(payload) != desc.checksum {
+        if limits.verify_checksums && xxh3_64(payload) != desc.checksum {
             return Err(DecodeError::Checksum { index });
         }
     }

@@ -27,5 +27,7 @@ pub mod session;
 mod sockopt;
 pub mod transport;
 
-pub use codec::{DecodeError, Limits, Message, decode, decode_header_only, describe, encode_header};
+pub use codec::{
+    DecodeError, Limits, Message, decode, decode_header_only, describe, describe_in_process, encode_header,
+};
 pub use message::{Dtype, FrameDesc, Header, Kind, PROTOCOL_VERSION, Role};

@@ -1,0 +1,247 @@
+//! The bus benchmarks of `compare`: tensor push between processes over tcp, inproc against memcpy, and a
+//! broadcast to many subscribers against one push per subscriber. Every figure is a ratio within one run.
+
+use std::time::Instant;
+
+use shoal_bus::transport::{self, SocketConfig};
+use shoal_bus::{Dtype, Header, Kind, Limits, describe, describe_in_process};
+
+/// Child side of `push`: connects and sends `count` messages of `size` bytes, raw or with shoal framing.
+pub fn push_send(endpoint: &str, size: usize, count: usize, shoal_framing: bool) -> String {
+    let ctx = zmq::Context::new();
+    let cfg = SocketConfig { send_hwm: 64, ..SocketConfig::default() };
+    let push = transport::socket(&ctx, zmq::PUSH, &cfg).expect("socket");
+    push.connect(endpoint).expect("connect");
+    for i in 0..count {
+        // A fresh buffer per message, as a worker's update would be (both modes pay the same allocation).
+        let payload = vec![i as u8; size];
+        if shoal_framing {
+            let mut h = Header::new(Kind::Update, 1, "bench", i as u64);
+            h.frames = vec![describe(Dtype::U8, &[size as u64], &payload)];
+            transport::send(&push, &[], &h, vec![payload]).expect("send");
+        } else {
+            push.send(zmq::Message::from(payload), 0).expect("send");
+        }
+    }
+    String::from("{}")
+}
+
+/// Tensor push between two processes over tcp loopback: shoal framing (header + checksummed payload,
+/// decoded and verified on receipt) against raw zero-copy libzmq PUSH/PULL of the same sizes.
+pub fn push(size: usize, count: usize) -> String {
+    let exe = std::env::current_exe().expect("own path");
+    let mut out = Vec::new();
+    for shoal_framing in [false, true] {
+        let ctx = zmq::Context::new();
+        let cfg = SocketConfig { recv_hwm: 64, ..SocketConfig::default() };
+        let pull = transport::socket(&ctx, zmq::PULL, &cfg).expect("socket");
+        pull.set_rcvtimeo(20_000).expect("timeout");
+        pull.bind("tcp://127.0.0.1:*").expect("bind");
+        let endpoint = pull.get_last_endpoint().expect("endpoint").expect("utf-8");
+        let mut child = std::process::Command::new(&exe)
+            .args(["push-send", "--endpoint", &endpoint, "--size", &size.to_string(), "--count", &count.to_string()])
+            .args(if shoal_framing { &["--shoal"][..] } else { &[][..] })
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn sender");
+        // Time from the first message's arrival to the last one's.
+        let mut start = None;
+        let limits = Limits::default();
+        for _ in 0..count {
+            if shoal_framing {
+                let r = transport::recv(&pull, 0, &limits).expect("recv");
+                std::hint::black_box(r.payloads.len());
+            } else {
+                let m = pull.recv_msg(0).expect("recv");
+                std::hint::black_box(m.len());
+            }
+            start.get_or_insert_with(Instant::now);
+        }
+        let secs = start.expect("received").elapsed().as_secs_f64();
+        child.wait().expect("sender");
+        out.push(((count - 1) * size) as f64 / secs / 1e9);
+    }
+    format!(r#"{{"size": {size}, "raw_gbps": {:.2}, "shoal_gbps": {:.2}}}"#, out[0], out[1])
+}
+
+fn tensor_header(seq: u64, payload: &[u8]) -> Header {
+    let mut h = Header::new(Kind::Params, 0, "bench", seq);
+    h.frames = vec![describe(Dtype::U8, &[payload.len() as u64], payload)];
+    h
+}
+
+/// inproc push with shoal framing against a memcpy of the same bytes into a fresh buffer, which is what a
+/// copying transport would cost. Both allocate a fresh buffer per message. The inproc figure is shoal's
+/// inproc mode (no payload checksums, [`Limits::in_process`]); the checksummed one is what tcp framing
+/// would cost on the same path.
+pub fn inproc(size: usize, count: usize) -> String {
+    let copy_gbps = memcpy_gbps(size, count);
+    let checked = inproc_gbps(size, count, true);
+    let unchecked = inproc_gbps(size, count, false);
+    format!(
+        r#"{{"size": {size}, "memcpy_gbps": {copy_gbps:.2}, "inproc_gbps": {unchecked:.2}, "ratio": {:.2}, "inproc_checksummed_gbps": {checked:.2}, "checksummed_ratio": {:.2}}}"#,
+        unchecked / copy_gbps,
+        checked / copy_gbps
+    )
+}
+
+/// `count` messages of `size` bytes over inproc, with checksums (as on tcp) or without (the inproc mode).
+fn inproc_gbps(size: usize, count: usize, checksums: bool) -> f64 {
+    let ctx = zmq::Context::new();
+    let cfg = SocketConfig { send_hwm: 64, recv_hwm: 64, ..SocketConfig::default() };
+    let pull = transport::socket(&ctx, zmq::PULL, &cfg).expect("socket");
+    pull.bind("inproc://bench-inproc").expect("bind");
+    let sender = {
+        let ctx = ctx.clone();
+        std::thread::spawn(move || {
+            let push = transport::socket(&ctx, zmq::PUSH, &cfg).expect("socket");
+            push.connect("inproc://bench-inproc").expect("connect");
+            for i in 0..count {
+                let payload = vec![i as u8; size];
+                let mut h = Header::new(Kind::Params, 0, "bench", i as u64);
+                h.frames = vec![if checksums {
+                    describe(Dtype::U8, &[size as u64], &payload)
+                } else {
+                    describe_in_process(Dtype::U8, &[size as u64])
+                }];
+                transport::send(&push, &[], &h, vec![payload]).expect("send");
+            }
+        })
+    };
+    let limits = if checksums { Limits::default() } else { Limits::in_process() };
+    let start = Instant::now();
+    for _ in 0..count {
+        let r = transport::recv(&pull, 0, &limits).expect("recv");
+        std::hint::black_box(r.payloads[0][size / 2]);
+    }
+    let secs = start.elapsed().as_secs_f64();
+    sender.join().expect("sender");
+    (count * size) as f64 / secs / 1e9
+}
+
+/// The peer: the same bytes copied into a fresh buffer, from a fresh source, per message.
+fn memcpy_gbps(size: usize, count: usize) -> f64 {
+    let start = Instant::now();
+    for i in 0..count {
+        let src = vec![i as u8; size];
+        let mut dst = Vec::<u8>::with_capacity(size);
+        dst.extend_from_slice(&src);
+        std::hint::black_box(dst[size / 2]);
+    }
+    (count * size) as f64 / start.elapsed().as_secs_f64() / 1e9
+}
+
+/// One parameter set of `size` bytes broadcast to `subs` subscribers (reliable broadcast: PUB/SUB with
+/// the publisher's state copy, each subscriber verifying the checksum), against `subs` sequential
+/// single pushes of the same message to one receiver, over inproc and over tcp 127.0.0.1. Subscribers are
+/// threads of this process; best of `reps`.
+pub fn broadcast(size: usize, subs: usize, reps: usize) -> String {
+    use shoal_bus::broadcast::{BroadcastConfig, Delivery, Publisher, Subscriber};
+    use std::sync::mpsc;
+    use std::time::Duration;
+    let mut parts = Vec::new();
+    for (name, updates, snapshots) in [
+        ("inproc", "inproc://bench-bcast-u", "inproc://bench-bcast-s"),
+        ("tcp", "tcp://127.0.0.1:*", "tcp://127.0.0.1:*"),
+    ] {
+        let ctx = zmq::Context::new();
+        if let Ok(n) = std::env::var("SHOAL_BENCH_IO_THREADS") {
+            ctx.set_io_threads(n.parse().expect("a thread count")).expect("io threads");
+        }
+        let socket = SocketConfig { send_hwm: 4, recv_hwm: 4, ..SocketConfig::default() };
+        let cfg = BroadcastConfig { socket, history_bytes: 2 * size, ..BroadcastConfig::default() };
+        let mut publisher = Publisher::bind(&ctx, 0, "bench", updates, snapshots, cfg.clone()).expect("publisher");
+        let eps = publisher.endpoints().expect("endpoints");
+        let (tx, rx) = mpsc::channel::<(usize, Option<u64>, Instant)>();
+        let threads: Vec<_> = (0..subs)
+            .map(|id| {
+                let (ctx, eps, cfg, tx) = (ctx.clone(), eps.clone(), cfg.clone(), tx.clone());
+                std::thread::spawn(move || {
+                    let mut sub = Subscriber::connect(&ctx, id as u32 + 1, "bench", &eps, cfg).expect("subscriber");
+                    let mut got = 0;
+                    while got < reps {
+                        match sub.recv(Duration::from_millis(100)).expect("recv") {
+                            Some(Delivery::Resynced { covers, .. }) => {
+                                tx.send((id, covers, Instant::now())).expect("report");
+                            }
+                            Some(Delivery::Update { seq, .. }) => {
+                                got += 1;
+                                tx.send((id, Some(seq), Instant::now())).expect("report");
+                            }
+                            None => {}
+                        }
+                    }
+                })
+            })
+            .collect();
+        // Every subscriber joins (its first snapshot: nothing published yet) before the clock starts.
+        let mut joined = 0;
+        while joined < subs {
+            publisher.service(Duration::from_millis(5)).expect("service");
+            while rx.try_recv().is_ok() {
+                joined += 1;
+            }
+        }
+        let mut best_bcast = f64::INFINITY;
+        for rep in 0..reps {
+            let payload = vec![rep as u8; size];
+            let header = tensor_header(0, &payload);
+            let t0 = Instant::now();
+            let seq = publisher.publish("params", header, vec![payload], t0).expect("publish");
+            let mut done = 0;
+            let mut last = t0;
+            while done < subs {
+                publisher.service(Duration::from_millis(1)).expect("service");
+                while let Ok((_, s, at)) = rx.try_recv() {
+                    assert_eq!(s, Some(seq), "a subscriber missed the update");
+                    done += 1;
+                    last = last.max(at);
+                }
+            }
+            best_bcast = best_bcast.min((last - t0).as_secs_f64());
+        }
+        for t in threads {
+            t.join().expect("subscriber");
+        }
+
+        // The peer: the same message pushed once per subscriber, one after another, to one receiver.
+        let pull = transport::socket(&ctx, zmq::PULL, &socket).expect("socket");
+        let bind = if name == "inproc" { "inproc://bench-bcast-push" } else { "tcp://127.0.0.1:*" };
+        pull.bind(bind).expect("bind");
+        let endpoint = pull.get_last_endpoint().expect("endpoint").expect("utf-8");
+        let (batch_tx, batch_rx) = mpsc::channel::<Vec<Vec<u8>>>();
+        let sender = {
+            let ctx = ctx.clone();
+            std::thread::spawn(move || {
+                let push = transport::socket(&ctx, zmq::PUSH, &socket).expect("socket");
+                push.connect(&endpoint).expect("connect");
+                for batch in batch_rx {
+                    for (i, p) in batch.into_iter().enumerate() {
+                        transport::send(&push, &[], &tensor_header(i as u64, &p), vec![p]).expect("send");
+                    }
+                }
+            })
+        };
+        let limits = Limits::default();
+        let mut best_push = f64::INFINITY;
+        for rep in 0..reps {
+            let payloads: Vec<Vec<u8>> = (0..subs).map(|_| vec![rep as u8; size]).collect();
+            let t0 = Instant::now();
+            batch_tx.send(payloads).expect("sender");
+            for _ in 0..subs {
+                let r = transport::recv(&pull, 0, &limits).expect("recv");
+                std::hint::black_box(r.payloads[0][size / 2]);
+            }
+            best_push = best_push.min(t0.elapsed().as_secs_f64());
+        }
+        drop(batch_tx);
+        sender.join().expect("sender");
+        parts.push(format!(
+            r#""{name}": {{"broadcast_ms": {:.1}, "pushes_ms": {:.1}, "ratio": {:.2}}}"#,
+            best_bcast * 1e3,
+            best_push * 1e3,
+            best_bcast / best_push
+        ));
+    }
+    format!(r#"{{"size": {size}, "subs": {subs}, {}}}"#, parts.join(", "))
+}
