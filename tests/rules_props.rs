@@ -141,6 +141,60 @@ fn invalid_inputs_are_rejected_and_reported() {
     assert!(matches!(Mean.aggregate(&ups[1..4], None, &mut out), Err(RuleError::NoInputs { rejected: 3, .. })));
 }
 
+proptest! {
+    /// Median, trimmed mean and Krum take validation's norms in their own pass over the inputs; the result
+    /// and the report must be exactly those of validating first and combining the survivors, whether
+    /// every input passes or some carry NaN, infinity or a norm above the bound.
+    #[test]
+    fn validation_in_the_same_pass_equals_validating_first(
+        n in 5usize..20,
+        len in 1usize..90,
+        seed in any::<u64>(),
+        poison in 0usize..4,
+        bound_at in 0usize..3,
+    ) {
+        let (mut xs, ws) = inputs(n, len, seed);
+        match poison {
+            1 => xs[0][len / 2] = f32::NAN,
+            2 => xs[n - 1][0] = f32::INFINITY,
+            3 => xs[1].iter_mut().for_each(|x| *x *= 1e3),
+            _ => {}
+        }
+        let mut norms: Vec<f32> = xs.iter().map(|x| x.iter().map(|v| v * v).sum::<f32>().sqrt()).collect();
+        norms.sort_by(f32::total_cmp);
+        // No bound, a bound that rejects the largest few, or one far above everything finite.
+        let bound = match bound_at { 0 => None, 1 => Some(norms[n - 3]), _ => Some(1e9) };
+        let ups = updates(&xs, &ws);
+        let rules: Vec<Box<dyn Fn() -> Box<dyn Rule>>> = vec![
+            Box::new(|| Box::new(Median)),
+            Box::new(|| Box::new(TrimmedMean::new(0.2).unwrap())),
+            Box::new(|| Box::new(shoal_engine::rules::Krum::new(1, 1).unwrap())),
+            Box::new(|| Box::new(shoal_engine::rules::Krum::new(1, 3).unwrap())),
+        ];
+        for make in &rules {
+            let (mut fused, mut plain) = (make(), make());
+            let mut got = vec![f32::NAN; len];
+            let report = fused.aggregate(&ups, bound, &mut got);
+            let (valid, rejected) = shoal_engine::rules::validate(&ups, len, bound);
+            let mut want = vec![f32::NAN; len];
+            let expected = plain.check(valid.len()).and_then(|()| plain.combine(&valid, &mut want));
+            match (report, expected) {
+                (Ok(r), Ok(())) => {
+                    prop_assert_eq!(got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), "{}", fused.name());
+                    prop_assert_eq!(&r.rejected, &rejected, "{}", fused.name());
+                    let used: Vec<u32> = match plain.selected() {
+                        Some(p) => p.iter().map(|&i| valid[i].sender).collect(),
+                        None => valid.iter().map(|u| u.sender).collect(),
+                    };
+                    prop_assert_eq!(r.used, used, "{}", fused.name());
+                }
+                (Err(_), Err(_)) => {}
+                (r, e) => prop_assert!(false, "{}: fused {:?}, plain {:?}", fused.name(), r, e),
+            }
+        }
+    }
+}
+
 #[test]
 fn trimmed_mean_refuses_a_beta_outside_its_range() {
     for beta in [0.5, 0.7, -0.1, f32::NAN] {

@@ -8,7 +8,6 @@
 
 use super::krum::pairwise_sq_distances;
 use super::{Rule, RuleError, Update, sorted_reduce};
-use crate::kernels::lanes::f32x8;
 
 #[derive(Clone, Debug)]
 pub struct Bulyan {
@@ -90,22 +89,24 @@ impl Rule for Bulyan {
         }
         let picked: Vec<Update> = self.last_selected.iter().map(|&i| valid[i]).collect();
         let beta = theta - 2 * self.f;
+        let middle = picked.len();
         sorted_reduce(
             &picked,
             out,
-            |sorted| {
-                // The window differs per lane: finish each of the 8 sorted columns on its own.
-                let mut result = [0.0f32; 8];
-                let mut col = vec![0.0f32; sorted.len()];
-                for (lane, r) in result.iter_mut().enumerate() {
-                    for (c, v) in col.iter_mut().zip(sorted) {
-                        *c = v.to_array()[lane];
+            |_| true,
+            |sorted, o| {
+                // The window differs per lane: finish each sorted column on its own.
+                let w = o.len();
+                let mut col = vec![0.0f32; middle];
+                for (lane, r) in o.iter_mut().enumerate() {
+                    for (i, c) in col.iter_mut().enumerate() {
+                        *c = sorted[i * w + lane];
                     }
                     *r = mean_closest_to_median(&col, beta);
                 }
-                f32x8::from(result)
             },
             |s| mean_closest_to_median(s, beta),
+            false,
         );
         Ok(())
     }

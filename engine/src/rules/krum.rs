@@ -5,7 +5,7 @@
 //! about once instead of once per pair; ‖xᵢ − xⱼ‖² = Gᵢᵢ + Gⱼⱼ − 2·Gᵢⱼ in f64, clamped at 0 against
 //! rounding.
 
-use super::{Rule, RuleError, Update, weighted};
+use super::{Report, Rule, RuleError, Update, weighted};
 
 /// Krum (`m = 1`) or Multi-Krum (`m > 1`) tolerating `f` Byzantine updates.
 #[derive(Clone, Debug)]
@@ -49,6 +49,13 @@ pub fn gram(valid: &[Update]) -> Vec<f64> {
     let cols = |start: usize| std::array::from_fn::<usize, C, _>(|k| (start + k).min(n - 1));
     let chunk_gram = |mut acc: Vec<f64>, c: usize| {
         let r = c * GRAM_CHUNK..((c + 1) * GRAM_CHUNK).min(p);
+        // 32 input streams are more than the hardware prefetcher follows: ask for the next chunk of every
+        // update while this one is multiplied.
+        for u in valid {
+            for at in (r.end..r.end + GRAM_CHUNK).step_by(16) {
+                crate::simd::prefetch(u.values, at);
+            }
+        }
         for bi in (0..n).step_by(R) {
             let is = rows(bi);
             let a = is.map(|i| &valid[i].values[r.clone()]);
@@ -88,8 +95,11 @@ pub fn gram(valid: &[Update]) -> Vec<f64> {
 
 /// Squared pairwise distances of the updates (n x n, row-major), from their Gram matrix.
 pub fn pairwise_sq_distances(valid: &[Update]) -> Vec<f64> {
-    let n = valid.len();
-    let g = gram(valid);
+    distances_from_gram(&gram(valid), valid.len())
+}
+
+/// Squared pairwise distances (n x n) from a Gram matrix (n x n).
+fn distances_from_gram(g: &[f64], n: usize) -> Vec<f64> {
     let mut d = vec![0.0f64; n * n];
     for i in 0..n {
         for j in 0..n {
@@ -134,8 +144,44 @@ impl Rule for Krum {
     }
 
     fn combine(&mut self, valid: &[Update], out: &mut [f32]) -> Result<(), RuleError> {
+        self.combine_with_gram(valid, &gram(valid), out)
+    }
+
+    /// The Gram matrix reads every input once, and its diagonal is every input's squared norm: validation
+    /// comes free. When every input passes (the common case) the Gram pass is the only read of the inputs;
+    /// otherwise the plain path runs ([`super::validate`], then the rule on the inputs that passed).
+    fn aggregate(&mut self, updates: &[Update], norm_bound: Option<f32>, out: &mut [f32]) -> Result<Report, RuleError> {
+        let n = updates.len();
+        let shapes_ok = updates.iter().all(|u| u.values.len() == out.len() && u.weight.is_finite() && u.weight >= 0.0);
+        if shapes_ok && n > 0 && self.check(n).is_ok() {
+            let g = gram(updates);
+            // Clearly inside the bound only: a norm within rounding of it is left to `validate`.
+            let passes = |n2: f64| n2.is_finite() && norm_bound.is_none_or(|b| n2.sqrt() * (1.0 + 1e-5) < b as f64);
+            if (0..n).all(|i| passes(g[i * n + i])) {
+                self.combine_with_gram(updates, &g, out)?;
+                let used = self.last_selected.iter().map(|&i| updates[i].sender).collect();
+                return Ok(Report { used, rejected: Vec::new() });
+            }
+        }
+        let (valid, rejected) = super::validate(updates, out.len(), norm_bound);
+        if valid.is_empty() {
+            return Err(RuleError::NoInputs { rule: self.name(), rejected: rejected.len() });
+        }
+        self.check(valid.len())?;
+        self.combine(&valid, out)?;
+        let used = self.last_selected.iter().map(|&i| valid[i].sender).collect();
+        Ok(Report { used, rejected })
+    }
+
+    fn selected(&self) -> Option<&[usize]> {
+        Some(&self.last_selected)
+    }
+}
+
+impl Krum {
+    fn combine_with_gram(&mut self, valid: &[Update], g: &[f64], out: &mut [f32]) -> Result<(), RuleError> {
         let n = valid.len();
-        let d = pairwise_sq_distances(valid);
+        let d = distances_from_gram(g, n);
         let neighbours = n - self.f - 2;
         self.last_scores = (0..n)
             .map(|i| {
@@ -158,9 +204,5 @@ impl Rule for Krum {
             weighted(&chosen, &vec![1.0 / self.m as f32; self.m], out);
         }
         Ok(())
-    }
-
-    fn selected(&self) -> Option<&[usize]> {
-        Some(&self.last_selected)
     }
 }

@@ -174,15 +174,35 @@ impl Rule for FedAvg {
 #[derive(Clone, Debug, Default)]
 pub struct Median;
 
+impl Median {
+    fn run(valid: &[Update], out: &mut [f32], with_norms: bool) -> Vec<f64> {
+        let n = valid.len();
+        let (lo, hi) = ((n - 1) / 2, n / 2);
+        let half = f32x8::splat(0.5);
+        sorted_reduce(
+            valid,
+            out,
+            |i| i == lo || i == hi,
+            |s, o| {
+                let w = o.len();
+                each_group(o, |c| (load(&s[lo * w + c..]) + load(&s[hi * w + c..])) * half)
+            },
+            |s| (s[lo] + s[hi]) * 0.5,
+            with_norms,
+        )
+    }
+}
+
 impl Rule for Median {
     fn name(&self) -> &'static str {
         "median"
     }
     fn combine(&mut self, valid: &[Update], out: &mut [f32]) -> Result<(), RuleError> {
-        let n = valid.len();
-        let (lo, hi) = ((n - 1) / 2, n / 2);
-        sorted_reduce(valid, out, |sorted| (sorted[lo] + sorted[hi]) * f32x8::splat(0.5), |s| (s[lo] + s[hi]) * 0.5);
+        Self::run(valid, out, false);
         Ok(())
+    }
+    fn aggregate(&mut self, updates: &[Update], norm_bound: Option<f32>, out: &mut [f32]) -> Result<Report, RuleError> {
+        validated_in_pass(self, updates, norm_bound, out, Self::run)
     }
 }
 
@@ -223,63 +243,225 @@ impl Rule for TrimmedMean {
         Ok(())
     }
     fn combine(&mut self, valid: &[Update], out: &mut [f32]) -> Result<(), RuleError> {
+        self.run(valid, out, false);
+        Ok(())
+    }
+    fn aggregate(&mut self, updates: &[Update], norm_bound: Option<f32>, out: &mut [f32]) -> Result<Report, RuleError> {
+        let this = self.clone();
+        validated_in_pass(self, updates, norm_bound, out, |v, o, norms| this.run(v, o, norms))
+    }
+}
+
+impl TrimmedMean {
+    fn run(&self, valid: &[Update], out: &mut [f32], with_norms: bool) -> Vec<f64> {
         let n = valid.len();
         let k = self.cut(n);
         let inv = 1.0 / (n - 2 * k) as f32;
         sorted_reduce(
             valid,
             out,
-            |sorted| sorted[k..n - k].iter().fold(f32x8::ZERO, |a, &v| a + v) * f32x8::splat(inv),
+            |i| (k..n - k).contains(&i),
+            |s, o| {
+                let w = o.len();
+                each_group(o, |c| (k..n - k).fold(f32x8::ZERO, |a, i| a + load(&s[i * w + c..])) * f32x8::splat(inv))
+            },
             |s| s[k..n - k].iter().sum::<f32>() * inv,
-        );
-        Ok(())
+            with_norms,
+        )
     }
 }
 
 /// Coordinates per parallel work item of the sorting rules.
 const SORT_BLOCK: usize = 4096;
 
-/// For every coordinate, sorts the N inputs' values and reduces them: 8 coordinates at a time through
-/// the sorting network, the tail coordinate by coordinate. Blocks of coordinates are spread over rayon's
-/// threads when there is enough work to pay for the fork-join.
+/// For every coordinate, sorts the N inputs' values and reduces them. Groups of coordinates go through
+/// the sorting network (16 at a time on AVX-512, else 8 with `wide`), trimmed to the comparators whose
+/// results reach a position `needed` says the reduction reads; the tail goes coordinate by coordinate.
+/// `reduce(sorted, out)` gets a group's sorted columns, `sorted[i · w + lane]` being the i-th smallest
+/// value of coordinate `lane`, for `w = out.len()` coordinates (8 or 16); `reduce_s` does one coordinate.
+/// With `with_norms`, also returns every input's squared L2 norm, taken from the same loads (f64 sums of
+/// f32 partial sums). Blocks of coordinates are spread over rayon's threads when there is enough work.
 pub(crate) fn sorted_reduce(
     valid: &[Update],
     out: &mut [f32],
-    reduce_v: impl Fn(&[f32x8]) -> f32x8 + Sync,
+    needed: impl Fn(usize) -> bool,
+    reduce: impl Fn(&[f32], &mut [f32]) + Sync,
     reduce_s: impl Fn(&[f32]) -> f32 + Sync,
-) {
+    with_norms: bool,
+) -> Vec<f64> {
+    sorted_reduce_on(crate::Isa::active(), valid, out, needed, reduce, reduce_s, with_norms)
+}
+
+/// [`sorted_reduce`] on a given instruction set (AVX-512F: 16-wide groups; anything else: `wide`'s 8).
+pub(crate) fn sorted_reduce_on(
+    isa: crate::Isa,
+    valid: &[Update],
+    out: &mut [f32],
+    needed: impl Fn(usize) -> bool,
+    reduce: impl Fn(&[f32], &mut [f32]) + Sync,
+    reduce_s: impl Fn(&[f32]) -> f32 + Sync,
+    with_norms: bool,
+) -> Vec<f64> {
+    use crate::simd::sortnet;
     use rayon::prelude::*;
     let n = valid.len();
-    let pairs = network::batcher_pairs(n);
-    let block = |(b, chunk): (usize, &mut [f32])| {
+    let pairs = network::pruned(&network::batcher_pairs(n), n, needed);
+    let rows: Vec<&[f32]> = valid.iter().map(|u| u.values).collect();
+    let wide512 = isa == crate::Isa::Avx512F && isa.is_supported();
+    let block = |(b, chunk): (usize, &mut [f32])| -> Vec<f64> {
         let start = b * SORT_BLOCK;
-        let mut buf = vec![f32x8::ZERO; n];
-        let full = chunk.len() - chunk.len() % LANES;
-        let mut j = 0;
-        while j < full {
-            for (v, u) in buf.iter_mut().zip(valid) {
-                *v = load(&u.values[start + j..]);
+        let mut norms = vec![0.0f64; if with_norms { n } else { 0 }];
+        let mut done = 0;
+        if wide512 {
+            done = chunk.len() - chunk.len() % sortnet::WIDTH;
+            let mut acc = vec![0.0f32; if with_norms { n * sortnet::WIDTH } else { 0 }];
+            let group = sortnet::Block { rows: &rows, start, pairs: &pairs, norms: &mut acc };
+            if sortnet::sort_block(group, &mut chunk[..done], &mut |s, o| reduce(s, o)) {
+                for (total, lanes) in norms.iter_mut().zip(acc.chunks_exact(sortnet::WIDTH)) {
+                    *total += lanes.iter().map(|&x| x as f64).sum::<f64>();
+                }
+            } else {
+                done = 0;
             }
-            for &(a, c) in &pairs {
-                let (x, y) = (buf[a], buf[c]);
-                buf[a] = x.fast_min(y);
-                buf[c] = x.fast_max(y);
+        }
+        if done == 0 {
+            done = chunk.len() - chunk.len() % LANES;
+            let mut buf = vec![f32x8::ZERO; n];
+            let mut acc = vec![f32x8::ZERO; if with_norms { n } else { 0 }];
+            let mut sorted = vec![0.0f32; n * LANES];
+            for j in (0..done).step_by(LANES) {
+                for (i, (v, row)) in buf.iter_mut().zip(&rows).enumerate() {
+                    *v = load(&row[start + j..]);
+                    if with_norms {
+                        acc[i] = v.mul_add(*v, acc[i]);
+                    }
+                }
+                for &(a, c) in &pairs {
+                    let (x, y) = (buf[a], buf[c]);
+                    buf[a] = x.fast_min(y);
+                    buf[c] = x.fast_max(y);
+                }
+                for (v, dst) in buf.iter().zip(sorted.chunks_exact_mut(LANES)) {
+                    store(*v, dst);
+                }
+                reduce(&sorted, &mut chunk[j..j + LANES]);
             }
-            store(reduce_v(&buf), &mut chunk[j..]);
-            j += LANES;
+            for (total, lanes) in norms.iter_mut().zip(&acc) {
+                *total += lanes.to_array().iter().map(|&x| x as f64).sum::<f64>();
+            }
         }
         let mut col = vec![0.0f32; n];
-        for (jj, o) in chunk.iter_mut().enumerate().skip(full) {
-            for (c, u) in col.iter_mut().zip(valid) {
-                *c = u.values[start + jj];
+        for (jj, o) in chunk.iter_mut().enumerate().skip(done) {
+            for (i, (c, row)) in col.iter_mut().zip(&rows).enumerate() {
+                *c = row[start + jj];
+                if with_norms {
+                    norms[i] += (*c as f64) * (*c as f64);
+                }
             }
             col.sort_by(f32::total_cmp);
             *o = reduce_s(&col);
         }
+        norms
     };
+    let add = |mut a: Vec<f64>, b: Vec<f64>| {
+        a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
+        a
+    };
+    let zero = || vec![0.0f64; if with_norms { n } else { 0 }];
     if out.len() * n >= 1 << 16 && rayon::current_num_threads() > 1 {
-        out.par_chunks_mut(SORT_BLOCK).enumerate().for_each(block);
+        out.par_chunks_mut(SORT_BLOCK).enumerate().map(block).reduce(zero, add)
     } else {
-        out.chunks_mut(SORT_BLOCK).enumerate().for_each(block);
+        out.chunks_mut(SORT_BLOCK).enumerate().map(block).fold(zero(), add)
+    }
+}
+
+/// `out[c..c + 8] = f(c)` for every 8-lane column group of a `reduce` output.
+#[inline(always)]
+pub(crate) fn each_group(out: &mut [f32], mut f: impl FnMut(usize) -> f32x8) {
+    for c in (0..out.len()).step_by(LANES) {
+        store(f(c), &mut out[c..]);
+    }
+}
+
+/// The rules that sort every coordinate read every input once anyway, so they take the validation's
+/// norms in the same pass: when every input passes (the common case) that pass is the whole call;
+/// otherwise the plain path runs ([`validate`], then `run` again on the inputs that passed).
+/// `run(inputs, out, with_norms)` is the rule's [`sorted_reduce`] call.
+pub(crate) fn validated_in_pass(
+    rule: &dyn Rule,
+    updates: &[Update],
+    norm_bound: Option<f32>,
+    out: &mut [f32],
+    run: impl Fn(&[Update], &mut [f32], bool) -> Vec<f64>,
+) -> Result<Report, RuleError> {
+    rule.check_len(out.len())?;
+    let shapes_ok = updates.iter().all(|u| u.values.len() == out.len() && u.weight.is_finite() && u.weight >= 0.0);
+    if shapes_ok && !updates.is_empty() && rule.check(updates.len()).is_ok() {
+        let norms = run(updates, out, true);
+        // Clearly inside the bound only: a norm within rounding of it is left to `validate` to decide.
+        let passes = |n2: f64| n2.is_finite() && norm_bound.is_none_or(|b| n2.sqrt() * (1.0 + 1e-5) < b as f64);
+        if norms.iter().all(|&n2| passes(n2)) {
+            return Ok(Report { used: updates.iter().map(|u| u.sender).collect(), rejected: Vec::new() });
+        }
+    }
+    let (valid, rejected) = validate(updates, out.len(), norm_bound);
+    if valid.is_empty() {
+        return Err(RuleError::NoInputs { rule: rule.name(), rejected: rejected.len() });
+    }
+    rule.check(valid.len())?;
+    run(&valid, out, false);
+    Ok(Report { used: valid.iter().map(|u| u.sender).collect(), rejected })
+}
+
+#[cfg(test)]
+mod sort_paths {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The scalar oracle: sort each coordinate's values, take the two middle ones; and the squared norms.
+    fn oracle(rows: &[&[f32]], len: usize) -> (Vec<f32>, Vec<f64>) {
+        let n = rows.len();
+        let med = (0..len)
+            .map(|j| {
+                let mut col: Vec<f32> = rows.iter().map(|r| r[j]).collect();
+                col.sort_by(f32::total_cmp);
+                (col[(n - 1) / 2] + col[n / 2]) * 0.5
+            })
+            .collect();
+        let norms = rows.iter().map(|r| r[..len].iter().map(|&x| x as f64 * x as f64).sum()).collect();
+        (med, norms)
+    }
+
+    proptest! {
+        /// Both network paths (16-wide AVX-512 groups, 8-wide portable groups) and the scalar tail, on
+        /// lengths that leave every tail, on sub-slices starting at every alignment.
+        #[test]
+        fn median_on_every_isa_equals_the_oracle(n in 1usize..34, len in 0usize..300, offset in 0usize..16, seed in any::<u64>()) {
+            let mut rng = crate::model::SplitMix::new(seed);
+            let data: Vec<Vec<f32>> = (0..n).map(|_| (0..len + offset).map(|_| rng.next_f32() * 8.0 - 4.0).collect()).collect();
+            let rows: Vec<&[f32]> = data.iter().map(|d| &d[offset..]).collect();
+            let ups: Vec<Update> = rows.iter().enumerate().map(|(i, r)| Update { sender: i as u32, weight: 1.0, values: r }).collect();
+            let (want, want_norms) = oracle(&rows, len);
+            let (lo, hi) = ((n - 1) / 2, n / 2);
+            for isa in crate::Isa::supported() {
+                let mut out = vec![f32::NAN; len];
+                let norms = sorted_reduce_on(
+                    isa,
+                    &ups,
+                    &mut out,
+                    |i| i == lo || i == hi,
+                    |s, o| {
+                        let w = o.len();
+                        each_group(o, |c| (load(&s[lo * w + c..]) + load(&s[hi * w + c..])) * f32x8::splat(0.5))
+                    },
+                    |s| (s[lo] + s[hi]) * 0.5,
+                    true,
+                );
+                prop_assert_eq!(&out, &want, "{:?}", isa);
+                for (got, want) in norms.iter().zip(&want_norms) {
+                    prop_assert!((got - want).abs() <= 1e-5 * want.max(1.0), "{:?}: norm {} vs {}", isa, got, want);
+                }
+            }
+        }
     }
 }

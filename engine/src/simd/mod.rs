@@ -14,6 +14,7 @@ use std::str::FromStr;
 use std::sync::OnceLock;
 
 pub(crate) mod microkernel;
+pub(crate) mod sortnet;
 
 /// A GEMM code path. Ordered from least to most capable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
