@@ -6,7 +6,7 @@ use std::fmt::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use shoal_engine::rules::{ServerOpt, Update};
+use shoal_engine::rules::{ServerOpt, StreamingKind, StreamingMean, Update};
 use shoal_plugins::registry::{BuildError, is_plugin_path};
 use shoal_plugins::{Options, build_rule};
 
@@ -70,6 +70,23 @@ fn npy_bytes(shape: &[usize], values: &[f32]) -> Vec<u8> {
 }
 
 /// Runs the job and returns the report to print.
+/// Reads one float32 .npy update; every input must have the first one's shape.
+fn read_input(path: &Path, shape: &mut Option<Vec<usize>>) -> Result<Vec<f32>, AggregateError> {
+    let bytes = std::fs::read(path).map_err(io(path, "read"))?;
+    let (s, values) = parse_npy(&bytes, path)?;
+    match shape {
+        None => *shape = Some(s),
+        Some(first) if *first != s => {
+            return Err(AggregateError::Input {
+                path: path.to_path_buf(),
+                detail: format!("shape {s:?} differs from the first input's {first:?}"),
+            });
+        }
+        Some(_) => {}
+    }
+    Ok(values)
+}
+
 pub fn run(job: &AggregateJob) -> Result<String, AggregateError> {
     if job.inputs.is_empty() {
         return Err(AggregateError::Usage("give at least one .npy update file".into()));
@@ -80,40 +97,47 @@ pub fn run(job: &AggregateJob) -> Result<String, AggregateError> {
         return Err(AggregateError::Usage(format!("{} weights for {} inputs", w.len(), job.inputs.len())));
     }
     let mut shape = None;
-    let mut data = Vec::with_capacity(job.inputs.len());
-    for path in job.inputs {
-        let bytes = std::fs::read(path).map_err(io(path, "read"))?;
-        let (s, values) = parse_npy(&bytes, path)?;
-        match &shape {
-            None => shape = Some(s),
-            Some(first) if *first != s => {
-                return Err(AggregateError::Input {
-                    path: path.clone(),
-                    detail: format!("shape {s:?} differs from the first input's {first:?}"),
-                });
-            }
-            Some(_) => {}
-        }
-        data.push(values);
-    }
-    let shape = shape.expect("at least one input");
-    let len = data[0].len();
-    let updates: Vec<Update> = data
-        .iter()
-        .enumerate()
-        .map(|(i, v)| Update { sender: i as u32, weight: job.weights.map_or(1.0, |w| w[i]), values: v })
-        .collect();
-
-    let server = shoal_engine::rules::ServerKind::by_name(job.rule).is_some();
+    let weight = |i: usize| job.weights.map_or(1.0, |w| w[i]);
     let mut rule = build_rule(job.rule, &job.options)?;
+    let streaming = match job.rule {
+        "mean" => Some(StreamingKind::Mean),
+        "fedavg" => Some(StreamingKind::FedAvg),
+        _ => None,
+    };
+    let server = shoal_engine::rules::ServerKind::by_name(job.rule).is_some();
     let mut restored = 0;
-    if let (true, Some(dir)) = (server, job.state) {
-        restored = load_state(rule.as_mut(), dir, len)?;
-    }
-    let mut out = vec![0.0f32; len];
-    let started = Instant::now();
-    let report = rule.aggregate(&updates, job.norm_bound, &mut out)?;
-    let secs = started.elapsed().as_secs_f64();
+    let (out, report, secs) = if let Some(kind) = streaming {
+        // Mean-type rules fold each file in as it is read: memory is one update, not all of them.
+        let mut fold: Option<StreamingMean> = None;
+        let mut secs = 0.0;
+        for (i, path) in job.inputs.iter().enumerate() {
+            let values = read_input(path, &mut shape)?;
+            let started = Instant::now();
+            let f = fold.get_or_insert_with(|| StreamingMean::new(kind, values.len(), job.norm_bound));
+            f.add(Update { sender: i as u32, weight: weight(i), values: &values });
+            secs += started.elapsed().as_secs_f64();
+        }
+        let fold = fold.expect("at least one input");
+        let mut out = vec![0.0f32; shape.as_ref().map_or(0, |s: &Vec<usize>| s.iter().product())];
+        let started = Instant::now();
+        let report = fold.finish(&mut out)?;
+        (out, report, secs + started.elapsed().as_secs_f64())
+    } else {
+        let data: Vec<Vec<f32>> =
+            job.inputs.iter().map(|path| read_input(path, &mut shape)).collect::<Result<_, _>>()?;
+        let len = data[0].len();
+        let updates: Vec<Update> =
+            data.iter().enumerate().map(|(i, v)| Update { sender: i as u32, weight: weight(i), values: v }).collect();
+        if let (true, Some(dir)) = (server, job.state) {
+            restored = load_state(rule.as_mut(), dir, len)?;
+        }
+        let mut out = vec![0.0f32; len];
+        let started = Instant::now();
+        let report = rule.aggregate(&updates, job.norm_bound, &mut out)?;
+        (out, report, started.elapsed().as_secs_f64())
+    };
+    let shape = shape.expect("at least one input");
+    let len = out.len();
     write_atomic(job.out, &npy_bytes(&shape, &out))?;
 
     let name = |i: u32| job.inputs[i as usize].display().to_string();

@@ -195,6 +195,46 @@ proptest! {
     }
 }
 
+proptest! {
+    /// Folding updates in as they arrive gives the batch rule's result (up to rounding) and report.
+    #[test]
+    fn streaming_mean_and_fedavg_equal_the_batch_rules(
+        n in 1usize..20,
+        len in 0usize..120,
+        seed in any::<u64>(),
+        bad in proptest::option::of(0usize..20),
+        zero_weights in any::<bool>(),
+    ) {
+        use shoal_engine::rules::{StreamingKind, StreamingMean};
+        let (mut xs, mut ws) = inputs(n, len, seed);
+        if let Some(b) = bad.filter(|&b| b < n && len > 0) {
+            xs[b][0] = f32::NAN;
+        }
+        if zero_weights {
+            ws.iter_mut().for_each(|w| *w = 0.0);
+        }
+        let ups = updates(&xs, &ws);
+        for (kind, batch) in [(StreamingKind::Mean, &mut Mean as &mut dyn Rule), (StreamingKind::FedAvg, &mut FedAvg)] {
+            let mut fold = StreamingMean::new(kind, len, None);
+            for u in &ups {
+                fold.add(*u);
+            }
+            let mut got = vec![0.0; len];
+            let mut want = vec![0.0; len];
+            match (fold.finish(&mut got), batch.aggregate(&ups, None, &mut want)) {
+                (Ok(a), Ok(b)) => {
+                    prop_assert_eq!(a, b);
+                    for (g, w) in got.iter().zip(&want) {
+                        prop_assert!((g - w).abs() <= 1e-4 * w.abs().max(1.0), "{:?}: {} vs {}", kind, g, w);
+                    }
+                }
+                (Err(_), Err(_)) => {}
+                (a, b) => prop_assert!(false, "{:?}: streaming {:?}, batch {:?}", kind, a, b),
+            }
+        }
+    }
+}
+
 #[test]
 fn trimmed_mean_refuses_a_beta_outside_its_range() {
     for beta in [0.5, 0.7, -0.1, f32::NAN] {

@@ -3,7 +3,8 @@
 //! One trait serves the federated master, sync-mode parameter servers and the `shoal aggregate` tool. A
 //! rule states its precondition ([`Rule::check`]), and every call first validates its inputs ([`validate`]):
 //! wrong lengths, NaN/∞ and updates above a norm bound are rejected and reported, never aggregated.
-//! Mean-type rules reduce to the weighted-sum kernel (one pass at memory bandwidth). Median and trimmed
+//! Mean-type rules reduce to the weighted-sum kernel (one pass at memory bandwidth), or fold updates in
+//! as they arrive ([`streaming`]: memory is one model, not N). Median and trimmed
 //! mean sort the N values of 8 coordinates at once through a sorting network of lane-wise min/max
 //! ([`network`]) instead of sorting every coordinate on its own.
 
@@ -12,11 +13,13 @@ pub mod clip;
 pub mod krum;
 pub mod network;
 pub mod server;
+pub mod streaming;
 
 pub use bulyan::Bulyan;
 pub use clip::Clip;
 pub use krum::Krum;
 pub use server::{ServerKind, ServerOpt};
+pub use streaming::{StreamingKind, StreamingMean};
 
 use crate::kernels::lanes::{LANES, f32x8, load, store};
 use crate::kernels::{norm2, weighted_sum};
