@@ -4,9 +4,10 @@
 //! rule states its precondition ([`Rule::check`]), and every call first validates its inputs ([`validate`]):
 //! wrong lengths, NaN/∞ and updates above a norm bound are rejected and reported, never aggregated.
 //! Mean-type rules reduce to the weighted-sum kernel (one pass at memory bandwidth), or fold updates in
-//! as they arrive ([`streaming`]: memory is one model, not N). Median and trimmed
-//! mean sort the N values of 8 coordinates at once through a sorting network of lane-wise min/max
-//! ([`network`]) instead of sorting every coordinate on its own.
+//! as they arrive ([`streaming`]: memory is one model, not N). Median and trimmed mean sort the N values
+//! of 16 coordinates at once (8 without AVX-512) through a sorting network of lane-wise min/max
+//! ([`network`]) instead of sorting every coordinate on its own, and take the validation's norms from the
+//! same loads; Krum takes them from its Gram matrix's diagonal.
 
 pub mod bulyan;
 pub mod clip;
