@@ -142,32 +142,42 @@ def rules():
     med = best_of(2, lambda: np.median(stack, axis=0))
     trim = best_of(2, lambda: trim_mean(stack, 0.1, axis=0))
 
-    def krum_pairs():
+    def pair_scores():
         # The way federated-learning code commonly does it: one norm per pair.
         d = np.zeros((n, n), dtype=np.float64)
         for i in range(n):
             for j in range(i + 1, n):
                 d[i, j] = d[j, i] = np.linalg.norm(stack[i] - stack[j]) ** 2
-        scores = np.sort(d, axis=1)[:, 1:n - f - 1].sum(axis=1)
-        return stack[np.argmin(scores)]
+        return np.sort(d, axis=1)[:, 1:n - f - 1].sum(axis=1)
 
-    def krum_gram():
+    def gram_scores():
         g = (stack @ stack.T).astype(np.float64)
         sq = np.diag(g)
         d = np.maximum(sq[:, None] + sq[None, :] - 2 * g, 0)
-        scores = np.sort(d, axis=1)[:, 1:n - f - 1].sum(axis=1)
-        return stack[np.argmin(scores)]
+        return np.sort(d, axis=1)[:, 1:n - f - 1].sum(axis=1)
+
+    def krum_pairs():
+        return stack[np.argmin(pair_scores())]
+
+    def krum_gram():
+        return stack[np.argmin(gram_scores())]
+
+    def multi_krum_pairs():
+        # Multi-Krum with m = n - f: the mean of the m best-scoring updates.
+        return stack[np.argsort(pair_scores(), kind="stable")[:n - f]].mean(axis=0)
 
     pairs = best_of(2, krum_pairs)
     gram = best_of(3, krum_gram)
+    multi_pairs = best_of(2, multi_krum_pairs)
     label = f"{n}x{p >> 20 if p >= 1 << 20 else p}{'M' if p >= 1 << 20 else ''}"
     row(f"median {label}", med * 1e3 / r["median_ms"], "np.median", 1.0, "x", 50)
     row(f"trimmed mean 10% {label}", trim * 1e3 / r["trimmed_ms"], "scipy trim_mean", 1.0, "x", 50)
     row(f"krum f={f} {label}", pairs * 1e3 / r["krum_ms"], "numpy per-pair norms", 1.0, "x", 25)
     row(f"krum f={f} {label}", gram * 1e3 / r["krum_ms"], "numpy Gram (sgemm)", 1.0, "x", 1.5)
+    row(f"multi-krum f={f} m={n - f} {label}", multi_pairs * 1e3 / r["multi_krum_ms"], "numpy per-pair norms", 1.0, "x", 25)
     print(f"{'(times)':<34} shoal median {r['median_ms']:.1f} ms, trimmed {r['trimmed_ms']:.1f}, krum {r['krum_ms']:.1f}, "
           f"multi-krum {r['multi_krum_ms']:.1f}, bulyan f={r['bulyan_f']} {r['bulyan_ms']:.1f}; numpy median {med * 1e3:.0f} ms, "
-          f"trim_mean {trim * 1e3:.0f}, per-pair krum {pairs * 1e3:.0f}, Gram krum {gram * 1e3:.1f}", flush=True)
+          f"trim_mean {trim * 1e3:.0f}, per-pair krum {pairs * 1e3:.0f}, per-pair multi-krum {multi_pairs * 1e3:.0f}, Gram krum {gram * 1e3:.1f}", flush=True)
     # Same speed within 5%: the plugin's time over the built-in's must stay within [0.95, 1.05].
     ratio = r["trimmed_builtin_ms"] / r["trimmed_plugin_ms"]
     verdict = "ok" if 0.95 <= ratio <= 1.05 else "MISS"

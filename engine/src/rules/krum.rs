@@ -38,30 +38,41 @@ const GRAM_CHUNK: usize = 512;
 /// chunk sums accumulated in f64; chunks are spread over rayon's threads. Each update is read from
 /// memory once.
 pub fn gram(valid: &[Update]) -> Vec<f64> {
+    if crate::Isa::active() == crate::Isa::Avx512F {
+        gram_blocked::<4>(valid, |a, b| crate::simd::dots::dots_block_4x4(a, b).expect("AVX-512F is active"))
+    } else {
+        gram_blocked::<2>(valid, crate::kernels::gram::dots_block)
+    }
+}
+
+/// The Gram matrix with rows taken four at a time against `C` others by `block` (a register-blocked
+/// block of dot products: 4 x 4 on AVX-512, 4 x 2 on AVX2); a block past the end repeats the last row
+/// and drops those results.
+fn gram_blocked<const C: usize>(
+    valid: &[Update],
+    block: impl Fn([&[f32]; 4], [&[f32]; C]) -> [[f32; C]; 4] + Sync,
+) -> Vec<f64> {
     use rayon::prelude::*;
     let n = valid.len();
     let p = valid.first().map_or(0, |u| u.values.len());
-    // Rows are taken four at a time against two others (a register-blocked block of dot products); a
-    // block past the end repeats the last row and drops those results.
     const R: usize = 4;
-    const C: usize = 2;
     let rows = |start: usize| std::array::from_fn::<usize, R, _>(|k| (start + k).min(n - 1));
     let cols = |start: usize| std::array::from_fn::<usize, C, _>(|k| (start + k).min(n - 1));
     let chunk_gram = |mut acc: Vec<f64>, c: usize| {
         let r = c * GRAM_CHUNK..((c + 1) * GRAM_CHUNK).min(p);
-        // 32 input streams are more than the hardware prefetcher follows: ask for the next chunk of every
-        // update while this one is multiplied.
-        for u in valid {
-            for at in (r.end..r.end + GRAM_CHUNK).step_by(16) {
-                crate::simd::prefetch(u.values, at);
-            }
-        }
         for bi in (0..n).step_by(R) {
+            // 32 input streams are more than the hardware prefetcher follows: while this chunk is
+            // multiplied, ask for the next chunk of these four updates.
+            for u in &valid[bi..(bi + R).min(n)] {
+                for at in (r.end..r.end + GRAM_CHUNK).step_by(16) {
+                    crate::simd::prefetch(u.values, at);
+                }
+            }
             let is = rows(bi);
             let a = is.map(|i| &valid[i].values[r.clone()]);
             for bj in (bi - bi % C..n).step_by(C) {
                 let js = cols(bj);
-                let block = crate::kernels::gram::dots_block(a, js.map(|j| &valid[j].values[r.clone()]));
+                let block = block(a, js.map(|j| &valid[j].values[r.clone()]));
                 for (x, &i) in is.iter().enumerate().filter(|&(x, _)| bi + x < n) {
                     for (y, &j) in js.iter().enumerate().filter(|&(y, _)| bj + y < n) {
                         if j >= i {

@@ -13,6 +13,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::OnceLock;
 
+pub(crate) mod dots;
 pub(crate) mod microkernel;
 pub(crate) mod sortnet;
 
