@@ -26,6 +26,15 @@ proptest! {
     }
 
     #[test]
+    fn all_finite_matches_a_scalar_scan((x, o) in offset_vec(300, 60), poison in proptest::option::of((0usize..300, 0u8..3))) {
+        let mut x = x[o..].to_vec();
+        if let Some((at, kind)) = poison.filter(|(at, _)| *at < x.len()) {
+            x[at] = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY][kind as usize];
+        }
+        prop_assert_eq!(kernels::all_finite(&x), x.iter().all(|v| v.is_finite()));
+    }
+
+    #[test]
     fn axpy_matches_oracle(((x, ox), (y, oy)) in offset_pair(300, 60), a in wide_f32(60)) {
         let x = &x[ox..];
         let mut got = y[oy..].to_vec();

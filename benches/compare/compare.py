@@ -135,7 +135,7 @@ def sparse():
 def rules():
     n, p, f = (32, 1 << 18, 8) if QUICK else (32, 1 << 20, 8)
     plugin = os.path.join(os.path.dirname(SHOAL), "..", "libshoal_rule_trimmed_mean.so")
-    r = shoal("rules", "--n", n, "--p", p, "--f", f, "--reps", 5, "--plugin", plugin)
+    r = shoal("rules", "--n", n, "--p", p, "--f", f, "--reps", 10, "--plugin", plugin)
     rng = np.random.default_rng(3)
     stack = rng.uniform(-1, 1, (n, p)).astype(np.float32)
     from scipy.stats import trim_mean

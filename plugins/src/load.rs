@@ -245,7 +245,9 @@ impl Rule for PluginRule {
             Err(describe(status, &outcome, &message))
         } else if outcome.written != len {
             Err(format!("returned {} values, expected {len}", outcome.written))
-        } else if let Some(j) = out.iter().position(|x| !x.is_finite()) {
+        } else if let Some(j) =
+            (!shoal_engine::kernels::all_finite(out)).then(|| out.iter().position(|x| !x.is_finite())).flatten()
+        {
             Err(format!("returned a non-finite value ({}) at index {j}", out[j]))
         } else if outcome.selected_len == usize::MAX {
             self.selected = (0..n).collect();

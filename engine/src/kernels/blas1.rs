@@ -58,6 +58,13 @@ pub fn norm2(x: &[f32]) -> f32 {
     )
 }
 
+/// Whether every value is finite (no NaN, no ±∞): x − x is 0 for a finite x and NaN otherwise, and a sum
+/// of those is 0 exactly when all are finite. Branch-free, so it runs at load speed.
+#[allow(clippy::eq_op)] // x − x is the point: it is NaN exactly for the non-finite x.
+pub fn all_finite(x: &[f32]) -> bool {
+    reduce(x, x, |acc, a, _| acc + (load(a) - load(a)), |s, a, _| s + (a - a)) == 0.0
+}
+
 /// y ← a·x + y.
 pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
     assert_eq!(x.len(), y.len(), "axpy: length mismatch");

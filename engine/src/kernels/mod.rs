@@ -16,4 +16,4 @@ pub mod sparse;
 
 pub use activation::Activation;
 pub use aggregate::weighted_sum;
-pub use blas1::{axpy, dot, norm2, scale, sum};
+pub use blas1::{all_finite, axpy, dot, norm2, scale, sum};
