@@ -195,3 +195,48 @@ fn a_worker_killed_mid_job_is_dropped_and_the_job_finishes() {
     assert!(r3.contains("3 updates (1 dropped)"), "{r3}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_master_killed_with_sigkill_resumes_and_ends_where_an_uninterrupted_run_does() {
+    let data = data_dir();
+    let (dir, cfg) = job("procs-master-kill", 4, 30_000);
+    // The crash-free reference: the same job file, every role in one process.
+    let reference = dir.join("reference");
+    let out = shoal(&["local", "--quiet", "--output"], &reference, &data).arg(&cfg).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let (mut master, rx) = start_master(&cfg, &data);
+    let mut reaper = Reaper(start_workers(&cfg, &data));
+    // Kill the master (SIGKILL) as soon as round 2 is committed and reported.
+    let start = Instant::now();
+    let mut before = Vec::new();
+    loop {
+        assert!(start.elapsed() < Duration::from_secs(120), "round 2 never came: {before:#?}");
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) {
+            let done = line.contains("round   2:");
+            before.push(line);
+            if done {
+                break;
+            }
+        }
+    }
+    master.kill().unwrap();
+    master.wait().unwrap();
+
+    // A new master on the same job and store: the workers, silent-master detectors, say hello again.
+    let (mut master, rx) = start_master(&cfg, &data);
+    let (lines, ok) = finish(&mut master, &rx, Duration::from_secs(120), |_| {});
+    let text = lines.join("\n");
+    assert!(ok, "{text}");
+    assert!(text.contains("resuming after round 2") && text.contains("5 of 5 children joined"), "{text}");
+    assert!(text.contains("round   4:") && !text.contains("round   2:"), "{text}");
+    for w in &mut reaper.0 {
+        assert!(w.wait().unwrap().success());
+    }
+    let resumed = shoal_engine::store::Store::open(&dir.join("out/encoder.shoal")).unwrap();
+    let whole = shoal_engine::store::Store::open(&reference.join("encoder.shoal")).unwrap();
+    assert_eq!(resumed.counter("round"), Some(4));
+    let differ = resumed.params().iter().zip(whole.params()).filter(|(a, b)| a.to_bits() != b.to_bits()).count();
+    assert_eq!(differ, 0, "the resumed encoder differs from the crash-free one in {differ} values");
+    let _ = std::fs::remove_dir_all(&dir);
+}

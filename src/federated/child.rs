@@ -61,6 +61,10 @@ pub const SEND_TIMEOUT_MS: i32 = 5_000;
 /// Longest a child waits for the master before it gives up.
 pub const MASTER_SILENCE: Duration = Duration::from_secs(600);
 
+/// A master that sends nothing (not even its heartbeat, every `wire::HEARTBEAT`) for this long is taken
+/// for dead: the child says hello again every `MASTER_LIVENESS`, so a restarted master finds it.
+pub const MASTER_LIVENESS: Duration = Duration::from_secs(5);
+
 /// Runs one child until the master says the job is done (or goes silent for [`MASTER_SILENCE`]).
 pub fn run_child(
     ctx: &zmq::Context,
@@ -78,10 +82,14 @@ pub fn run_child(
     super::security::secure_child(transport, spec.id, &socket)?;
     socket.connect(&transport.endpoint).map_err(|cause| JobError::Zmq { op: "connect", cause })?;
     let mut link = Link::new(socket, spec.id, job, 0);
-    let mut hello = link.header(Kind::Hello, 0);
-    hello.meta.insert("role".into(), "worker".into());
-    hello.meta.insert("holds".into(), spec.holds.kind().into());
-    link.send(None, hello, &[])?;
+    let say_hello = |link: &mut Link| {
+        let mut hello = link.header(Kind::Hello, 0);
+        hello.meta.insert("role".into(), "worker".into());
+        hello.meta.insert("holds".into(), spec.holds.kind().into());
+        link.send(None, hello, &[])
+    };
+    say_hello(&mut link)?;
+    let mut last_hello = Instant::now();
 
     let mut summary = ChildSummary { id: spec.id, ..Default::default() };
     let mut trainer: Option<Trainer> = None;
@@ -97,6 +105,12 @@ pub fn run_child(
             if silent_since.elapsed() > MASTER_SILENCE {
                 summary.outcome = "the master went silent".into();
                 return Ok(summary);
+            }
+            if silent_since.elapsed() > MASTER_LIVENESS && last_hello.elapsed() > MASTER_LIVENESS {
+                // The master died or restarted: greet whoever listens there now. A hello that finds no
+                // master waits in the socket (or times out) and the next one tries again.
+                let _ = say_hello(&mut link);
+                last_hello = Instant::now();
             }
             continue;
         };

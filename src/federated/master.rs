@@ -303,6 +303,7 @@ fn welcome(
         return Ok(());
     }
     members.insert(m.header.sender, identity.clone());
+    link.heartbeat_to(members.values().cloned());
     let h = link.header(Kind::Welcome, 0);
     link.send(Some(&identity), h, &[])?;
     Ok(())

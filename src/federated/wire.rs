@@ -7,6 +7,9 @@ use std::time::{Duration, Instant};
 use shoal_bus::transport::{Received, TransportError, recv, send};
 use shoal_bus::{Dtype, Header, Kind, Limits, describe};
 
+/// How often the master tells its children it is alive while it waits.
+pub const HEARTBEAT: Duration = Duration::from_secs(1);
+
 /// A node's socket with its sequence counter and byte accounting.
 pub struct Link {
     pub socket: zmq::Socket,
@@ -18,6 +21,10 @@ pub struct Link {
     limits: Limits,
     /// Identity frames before each message: 1 on the master's ROUTER, 0 on a child's DEALER.
     envelope_frames: usize,
+    /// While waiting, a heartbeat goes to each of these peers (ROUTER identities) every `beat_every`.
+    beat_to: Vec<Vec<u8>>,
+    beat_every: Duration,
+    last_beat: Instant,
 }
 
 impl Link {
@@ -31,6 +38,28 @@ impl Link {
             bytes_received: 0,
             limits: Limits::default(),
             envelope_frames,
+            beat_to: Vec::new(),
+            beat_every: HEARTBEAT,
+            last_beat: Instant::now(),
+        }
+    }
+
+    /// The peers that get a heartbeat whenever this node has waited `HEARTBEAT` (the master's members: a
+    /// child that hears nothing for `child::MASTER_LIVENESS` takes the master for dead and says hello
+    /// again, which is how children rejoin a restarted master).
+    pub fn heartbeat_to(&mut self, peers: impl IntoIterator<Item = Vec<u8>>) {
+        self.beat_to = peers.into_iter().collect();
+    }
+
+    fn beat_if_due(&mut self) {
+        if self.beat_to.is_empty() || self.last_beat.elapsed() < self.beat_every {
+            return;
+        }
+        self.last_beat = Instant::now();
+        for i in 0..self.beat_to.len() {
+            let h = self.header(Kind::Heartbeat, 0);
+            // A peer that went away is the round's business (its update will be missing), not the beat's.
+            let _ = send(&self.socket, &[&self.beat_to[i]], &h, Vec::new());
         }
     }
 
@@ -59,11 +88,16 @@ impl Link {
         on_bad: &mut dyn FnMut(TransportError),
     ) -> Result<Option<Received>, TransportError> {
         loop {
+            self.beat_if_due();
             let now = Instant::now();
             if now >= deadline {
                 return Ok(None);
             }
-            let wait = (deadline - now).min(Duration::from_secs(3600)).as_millis().max(1) as i64;
+            let mut wait = (deadline - now).min(Duration::from_secs(3600));
+            if !self.beat_to.is_empty() {
+                wait = wait.min((self.last_beat + self.beat_every).saturating_duration_since(now));
+            }
+            let wait = wait.as_millis().max(1) as i64;
             let ready =
                 self.socket.poll(zmq::POLLIN, wait).map_err(|cause| TransportError::Zmq { op: "poll", cause })?;
             if ready == 0 {
@@ -74,7 +108,7 @@ impl Link {
                     self.bytes_received += m.payloads.iter().map(|p| p.len() as u64).sum::<u64>();
                     return Ok(Some(m));
                 }
-                Err(e @ TransportError::Decode(_)) => on_bad(e),
+                Err(e @ (TransportError::Decode(_) | TransportError::Impersonation { .. })) => on_bad(e),
                 Err(e) => return Err(e),
             }
         }
