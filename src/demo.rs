@@ -9,7 +9,7 @@ use shoal_engine::EngineError;
 use shoal_engine::kernels::Activation;
 use shoal_engine::model::{HeadKind, Network, NetworkSpec, Optimizer, OptimizerKind, SplitMix, Targets};
 
-use crate::data::mnist::{CLASSES, Mnist, PIXELS, Split};
+use crate::data::mnist::{CLASSES, Mnist, PIXELS};
 
 #[derive(Clone, Debug)]
 pub struct DemoConfig {
@@ -52,7 +52,7 @@ pub struct DemoReport {
     pub parameters: usize,
 }
 
-pub fn accuracy(net: &Network, params: &[f32], split: &Split) -> Result<f64, EngineError> {
+pub fn accuracy(net: &Network, params: &[f32], split: &dyn crate::data::Samples) -> Result<f64, EngineError> {
     let mut ws = net.workspace(1000);
     let (mut x, mut y, mut pred) = (Vec::new(), Vec::new(), Vec::new());
     let mut correct = 0usize;

@@ -385,13 +385,15 @@ fn run(cli: Cli) -> Result<()> {
 /// The job file `shoal demo` runs unless given another.
 const DEMO_JOB: &str = include_str!("../examples/encoder-mnist.toml");
 
-fn load_mnist(data_dir: Option<PathBuf>) -> Result<Mnist> {
+/// The federated job's data (MNIST and Adult), fetched first when missing.
+fn load_job_data(data_dir: Option<PathBuf>) -> Result<shoal::federated::data::JobData> {
+    use shoal::federated::data::JobData;
     let dir = DataDir::resolve(data_dir);
-    if !Mnist::is_converted(&dir.mnist()) {
-        println!("MNIST not found under {}: fetching the pinned datasets first", dir.0.display());
+    if !JobData::is_fetched(&dir) {
+        println!("datasets not found under {}: fetching the pinned datasets first", dir.0.display());
         fetch::fetch_all(&dir, &mut |l| println!("  {l}")).context("fetching the datasets")?;
     }
-    Mnist::load(&dir.mnist()).context("loading MNIST")
+    JobData::load(&dir).context("loading the datasets")
 }
 
 fn run_master_process(config: PathBuf, link: LinkArgs, args: JobArgs) -> Result<()> {
@@ -401,7 +403,7 @@ fn run_master_process(config: PathBuf, link: LinkArgs, args: JobArgs) -> Result<
 fn run_worker(config: PathBuf, id: u32, link: LinkArgs, data_dir: Option<PathBuf>) -> Result<()> {
     let mut cfg = shoal::federated::JobConfig::load(&config).context("reading the job file")?;
     link.apply(&mut cfg.transport, &format!("worker {id}"))?;
-    let data = std::sync::Arc::new(load_mnist(data_dir)?);
+    let data = std::sync::Arc::new(load_job_data(data_dir)?);
     let spec =
         shoal::federated::local::child_specs(&cfg, &data).into_iter().find(|s| s.id == id).with_context(|| {
             format!("--id {id}: the job has children 1..={}", cfg.children.count + cfg.children.tabular)
@@ -449,7 +451,7 @@ fn run_job_as(config: Option<PathBuf>, args: JobArgs, link: Option<LinkArgs>, em
         cfg.rule.name = rule;
         shoal_plugins::build_rule(&cfg.rule.name, &cfg.rule_options()?).context("--rule")?;
     }
-    let data = std::sync::Arc::new(load_mnist(args.data_dir)?);
+    let data = std::sync::Arc::new(load_job_data(args.data_dir)?);
     println!(
         "job {}: {} encoder {:?} over {} children ({} partition{}), C = {}, E = {}, B = {}, rule {}, {} rounds",
         cfg.job,

@@ -33,6 +33,10 @@ impl DataDir {
     pub fn mnist(&self) -> PathBuf {
         self.0.join("mnist")
     }
+    /// The Adult parquet file as extracted from its pinned package.
+    pub fn adult(&self) -> PathBuf {
+        self.0.join("raw").join("adult.parquet.brotli")
+    }
 }
 
 pub fn sha256_file(path: &Path) -> Result<String, DataError> {

@@ -11,8 +11,9 @@ use shoal_engine::model::{HeadKind, Network, NetworkSpec, Optimizer, OptimizerKi
 
 use super::JobError;
 use super::config::TransportConfig;
+use super::data::JobData;
 use super::wire::{Link, meta, tensor};
-use crate::data::mnist::{CLASSES, Mnist, PIXELS};
+use crate::data::Samples;
 
 /// What a child holds and how it behaves.
 #[derive(Clone, Debug)]
@@ -33,15 +34,23 @@ pub struct ChildSpec {
 pub enum Holding {
     /// MNIST training images, by index into the train split.
     Images { indices: Vec<usize> },
-    /// Tabular rows only (it declines an image encoder).
-    Tabular { rows: usize },
+    /// Adult rows, by index into the train split.
+    Tabular { indices: Vec<usize> },
 }
 
 impl Holding {
-    fn kind(&self) -> &'static str {
+    /// The encoder type this data is for.
+    pub fn kind(&self) -> &'static str {
         match self {
             Holding::Images { .. } => "image28x28",
             Holding::Tabular { .. } => "tabular-adult",
+        }
+    }
+
+    /// The samples held, as indices into their dataset's train split.
+    pub fn indices(&self) -> &[usize] {
+        match self {
+            Holding::Images { indices } | Holding::Tabular { indices } => indices,
         }
     }
 }
@@ -71,7 +80,7 @@ pub fn run_child(
     transport: &TransportConfig,
     job: &str,
     spec: ChildSpec,
-    data: Arc<Mnist>,
+    data: Arc<JobData>,
 ) -> Result<ChildSummary, JobError> {
     let socket = shoal_bus::transport::socket(ctx, zmq::DEALER, &Default::default())?;
     socket
@@ -120,24 +129,33 @@ pub fn run_child(
             Kind::Welcome => {}
             Kind::Instruction => {
                 let wanted = h.meta.get("type").cloned().unwrap_or_default();
+                let held = spec.holds.kind();
+                let (input, classes) = {
+                    let local = data.of_type(held);
+                    (local.input, local.classes)
+                };
+                let asked = (meta::<usize>(h, "input"), meta::<usize>(h, "classes"));
                 let mut reply;
-                match (&spec.holds, wanted == spec.holds.kind()) {
-                    (Holding::Images { indices }, true) => {
-                        trainer = Some(Trainer::from_instruction(h, indices.clone(), spec.id)?);
-                        reply = link.header(Kind::Confirm, 0);
-                        reply.meta.insert("samples".into(), indices.len().to_string());
-                        summary.confirmed = true;
-                    }
-                    (holding, _) => {
-                        reply = link.header(Kind::Decline, 0);
-                        let reason = match holding {
-                            Holding::Tabular { rows } => {
-                                format!("no data of type {wanted} (holds {rows} tabular-adult rows)")
-                            }
-                            Holding::Images { .. } => format!("no data of type {wanted} (holds image28x28)"),
-                        };
-                        reply.meta.insert("reason".into(), reason);
-                    }
+                if wanted != held {
+                    reply = link.header(Kind::Decline, 0);
+                    let n = spec.holds.indices().len();
+                    reply.meta.insert("reason".into(), format!("no data of type {wanted} (holds {n} {held} samples)"));
+                } else if asked != (Some(input), Some(classes)) {
+                    reply = link.header(Kind::Decline, 0);
+                    reply.meta.insert(
+                        "reason".into(),
+                        format!(
+                            "incompatible {wanted} data: the instruction says {asked:?} inputs/classes, this child has \
+                             {input} inputs and {classes} classes"
+                        ),
+                    );
+                } else {
+                    let indices = spec.holds.indices().to_vec();
+                    let samples = indices.len();
+                    trainer = Some(Trainer::from_instruction(h, indices, spec.id, held, input, classes)?);
+                    reply = link.header(Kind::Confirm, 0);
+                    reply.meta.insert("samples".into(), samples.to_string());
+                    summary.confirmed = true;
                 }
                 link.send(None, reply, &[])?;
             }
@@ -146,7 +164,7 @@ pub fn run_child(
                 let (Some(t), Some(encoder)) = (trainer.as_mut(), tensor(&msg, 0)) else { continue };
                 std::thread::sleep(spec.delay);
                 let started = Instant::now();
-                let (mut out, loss) = t.train(&data, &encoder, round)?;
+                let (mut out, loss) = t.train(data.of_type(t.kind).train, &encoder, round)?;
                 if let Some(sigma) = spec.noise {
                     let mut rng = SplitMix::new(spec.id as u64 ^ round << 20);
                     for (o, e) in out.iter_mut().zip(&encoder) {
@@ -176,6 +194,8 @@ pub fn run_child(
 
 /// A child's model: the shared encoder it receives each round plus its own head, and its samples.
 struct Trainer {
+    /// The encoder type (which of the child's datasets it trains on).
+    kind: &'static str,
     net: Network,
     params: Vec<f32>,
     encoder_len: usize,
@@ -190,7 +210,14 @@ struct Trainer {
 }
 
 impl Trainer {
-    fn from_instruction(h: &shoal_bus::Header, indices: Vec<usize>, id: u32) -> Result<Self, JobError> {
+    fn from_instruction(
+        h: &shoal_bus::Header,
+        indices: Vec<usize>,
+        id: u32,
+        kind: &'static str,
+        input: usize,
+        classes: usize,
+    ) -> Result<Self, JobError> {
         let bad = |what: &str| JobError::Protocol(format!("instruction without a valid `{what}`"));
         let hidden: Vec<usize> = h
             .meta
@@ -200,14 +227,15 @@ impl Trainer {
             .map(|w| w.trim().parse().map_err(|_| bad("hidden")))
             .collect::<Result<_, _>>()?;
         let activation = h.meta.get("activation").and_then(|a| a.parse().ok()).ok_or_else(|| bad("activation"))?;
-        let mut encoder = vec![PIXELS];
+        let mut encoder = vec![input];
         encoder.extend(hidden);
-        let net = Network::new(NetworkSpec { encoder, activation, head: HeadKind::Softmax, outputs: CLASSES })?;
+        let net = Network::new(NetworkSpec { encoder, activation, head: HeadKind::Softmax, outputs: classes })?;
         let seed: u64 = meta(h, "seed").ok_or_else(|| bad("seed"))?;
         // Each child's head starts from its own seed: heads are private and never averaged.
         let params = net.init_params(seed ^ (id as u64 + 1) << 32).to_vec();
         let encoder_len = super::master::encoder_layout(&net)?.1;
         Ok(Self {
+            kind,
             params,
             encoder_len,
             indices,
@@ -224,7 +252,7 @@ impl Trainer {
 
     /// Trains encoder + head for the configured epochs from `encoder`; returns the new encoder and the
     /// mean training loss.
-    fn train(&mut self, data: &Mnist, encoder: &[f32], round: u64) -> Result<(Vec<f32>, f32), JobError> {
+    fn train(&mut self, data: &dyn Samples, encoder: &[f32], round: u64) -> Result<(Vec<f32>, f32), JobError> {
         if encoder.len() != self.encoder_len {
             return Err(JobError::Protocol(format!(
                 "received {} encoder parameters, expected {}",
@@ -253,7 +281,7 @@ impl Trainer {
                 order.swap(i, self.rng.below(i + 1));
             }
             for chunk in order.chunks(batch) {
-                data.train.fill_batch(chunk, &mut x, &mut y);
+                data.fill_batch(chunk, &mut x, &mut y);
                 let loss = self.net.loss_and_grad(&self.params, &x, Targets::Classes(&y), &mut ws, &mut grads)?;
                 if warmup {
                     grads[..self.encoder_len].fill(0.0);

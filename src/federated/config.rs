@@ -20,11 +20,10 @@ fn invalid(field: &'static str, detail: impl Into<String>) -> ConfigError {
     ConfigError::Invalid { field, detail: detail.into() }
 }
 
-/// Encoder types a child can hold data of. `tabular-adult` children exist so that type selection and
-/// declines are real; an encoder of that type cannot be generated yet.
+/// Encoder types a child can hold data of: MNIST images and UCI Adult rows.
 pub const KNOWN_TYPES: &[&str] = &["image28x28", "tabular-adult"];
 /// Types the master can generate an encoder for.
-pub const TRAINABLE_TYPES: &[&str] = &["image28x28"];
+pub const TRAINABLE_TYPES: &[&str] = &["image28x28", "tabular-adult"];
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -60,7 +59,7 @@ fn default_seed() -> u64 {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EncoderConfig {
-    /// What the encoder encodes (`image28x28`).
+    /// What the encoder encodes: `image28x28` (MNIST) or `tabular-adult` (UCI Adult rows).
     #[serde(rename = "type")]
     pub kind: String,
     /// Hidden widths; the last is the shared representation.
@@ -122,7 +121,8 @@ pub struct ChildrenConfig {
     pub shards_per_child: usize,
     /// Concentration of the Dirichlet label split (smaller: more skewed).
     pub alpha: f64,
-    /// Extra children that hold only tabular data (they decline an image job).
+    /// Children that hold UCI Adult rows (an IID split), after the image children: they train a
+    /// `tabular-adult` encoder and decline an image one (and the image children decline a tabular one).
     pub tabular: usize,
 }
 
@@ -217,7 +217,7 @@ impl Default for EvalConfig {
 #[derive(Clone, Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct AttackConfig {
-    /// Fraction of the image children that send Gaussian noise instead of their update.
+    /// Fraction of the children holding the job's type that send Gaussian noise instead of their update.
     pub fraction: f64,
     /// Standard deviation of that noise.
     pub sigma: f32,
@@ -293,8 +293,11 @@ impl JobConfig {
             return Err(invalid("training.min_children", "must be at least 1"));
         }
         let c = &self.children;
-        if c.count == 0 {
-            return Err(invalid("children.count", "must be at least 1"));
+        if c.count + c.tabular == 0 {
+            return Err(invalid(
+                "children.count",
+                "the job needs at least one child (children.count or children.tabular)",
+            ));
         }
         if !["iid", "shards", "dirichlet"].contains(&c.partition.as_str()) {
             return Err(invalid("children.partition", format!("`{}` is not iid, shards or dirichlet", c.partition)));
@@ -305,10 +308,18 @@ impl JobConfig {
         if c.partition == "dirichlet" && !(c.alpha > 0.0 && c.alpha.is_finite()) {
             return Err(invalid("children.alpha", format!("must be positive, got {}", c.alpha)));
         }
-        if c.count < t.min_children {
+        // Only the children holding the job's type can confirm.
+        let (able, which) = match self.encoder.kind.as_str() {
+            "tabular-adult" => (c.tabular, "children.tabular (Adult)"),
+            _ => (c.count, "children.count (image)"),
+        };
+        if able < t.min_children {
             return Err(invalid(
                 "training.min_children",
-                format!("{} exceeds the {} image children", t.min_children, c.count),
+                format!(
+                    "{} exceeds the {able} children of {which} that hold `{}` data",
+                    t.min_children, self.encoder.kind
+                ),
             ));
         }
         if self.eval.every == 0 {

@@ -9,52 +9,43 @@ use shoal_engine::model::SplitMix;
 
 use super::child::{ChildSpec, ChildSummary, Holding, run_child};
 use super::config::JobConfig;
+use super::data::JobData;
 use super::master::{MasterEvent, run_master};
 use super::partition::{Partition, partition};
 use super::{JobError, JobReport};
-use crate::data::mnist::Mnist;
-
-/// Tabular children hold this many rows (they decline an image job before reading any).
-const TABULAR_ROWS: usize = 48_842;
 
 /// The children the config describes: ids 1..=count hold image shards, the next `tabular` ids hold
-/// tabular rows; a fraction `attack.fraction` of the image children (drawn from the seed) are attackers.
-pub fn child_specs(cfg: &JobConfig, data: &Mnist) -> Vec<ChildSpec> {
+/// Adult rows (an IID split of its train split); a fraction `attack.fraction` of the children that hold
+/// the job's type (drawn from the seed) are attackers.
+pub fn child_specs(cfg: &JobConfig, data: &JobData) -> Vec<ChildSpec> {
     let how = match cfg.children.partition.as_str() {
         "shards" => Partition::Shards { per_child: cfg.children.shards_per_child },
         "dirichlet" => Partition::Dirichlet { alpha: cfg.children.alpha },
         _ => Partition::Iid,
     };
-    let parts = partition(&data.train.labels, cfg.children.count, &how, cfg.seed);
-    let attackers = (cfg.attack.fraction * cfg.children.count as f64).round() as usize;
-    let mut ids: Vec<u32> = (1..=cfg.children.count as u32).collect();
+    let images = partition(&data.mnist.train.labels, cfg.children.count, &how, cfg.seed);
+    // Adult rows go to the tabular children IID (the non-IID options describe image shards).
+    let rows = match cfg.children.tabular {
+        0 => Vec::new(),
+        n => partition(&data.adult.train.labels, n, &Partition::Iid, cfg.seed ^ 0x7ab1e),
+    };
+    let holdings = images
+        .into_iter()
+        .map(|indices| Holding::Images { indices })
+        .chain(rows.into_iter().map(|indices| Holding::Tabular { indices }));
+    let mut specs: Vec<ChildSpec> = holdings
+        .enumerate()
+        .map(|(k, holds)| ChildSpec { id: k as u32 + 1, holds, noise: None, delay: Duration::ZERO, stop: None })
+        .collect();
+    // Attackers are drawn from the children that hold the job's type.
+    let mut ids: Vec<u32> = specs.iter().filter(|s| s.holds.kind() == cfg.encoder.kind).map(|s| s.id).collect();
+    let attackers = (cfg.attack.fraction * ids.len() as f64).round() as usize;
     let mut rng = SplitMix::new(cfg.seed ^ 0xa77a_c4e5);
     for i in (1..ids.len()).rev() {
         ids.swap(i, rng.below(i + 1));
     }
-    let attacker_ids: Vec<u32> = ids[..attackers].to_vec();
-    let mut specs: Vec<ChildSpec> = parts
-        .into_iter()
-        .enumerate()
-        .map(|(k, indices)| {
-            let id = k as u32 + 1;
-            ChildSpec {
-                id,
-                holds: Holding::Images { indices },
-                noise: attacker_ids.contains(&id).then_some(cfg.attack.sigma),
-                delay: Duration::ZERO,
-                stop: None,
-            }
-        })
-        .collect();
-    for t in 0..cfg.children.tabular {
-        specs.push(ChildSpec {
-            id: (cfg.children.count + t + 1) as u32,
-            holds: Holding::Tabular { rows: TABULAR_ROWS },
-            noise: None,
-            delay: Duration::ZERO,
-            stop: None,
-        });
+    for id in &ids[..attackers] {
+        specs[*id as usize - 1].noise = Some(cfg.attack.sigma);
     }
     specs
 }
@@ -62,7 +53,7 @@ pub fn child_specs(cfg: &JobConfig, data: &Mnist) -> Vec<ChildSpec> {
 /// Runs the job embedded: `specs` as child threads, the master on this thread.
 pub fn run_local_with(
     cfg: &JobConfig,
-    data: Arc<Mnist>,
+    data: Arc<JobData>,
     specs: Vec<ChildSpec>,
     events: &mut dyn FnMut(MasterEvent),
 ) -> Result<(JobReport, Vec<ChildSummary>), JobError> {
@@ -102,7 +93,7 @@ pub fn run_local_with(
 /// Runs the job the config describes, embedded.
 pub fn run_local(
     cfg: &JobConfig,
-    data: Arc<Mnist>,
+    data: Arc<JobData>,
     events: &mut dyn FnMut(MasterEvent),
 ) -> Result<JobReport, JobError> {
     let specs = child_specs(cfg, &data);

@@ -14,9 +14,10 @@ use shoal_engine::store::Store;
 
 use super::JobError;
 use super::config::JobConfig;
+use super::data::JobData;
 use super::report::{JobReport, RoundStats};
 use super::wire::{Link, meta, tensor};
-use crate::data::mnist::{CLASSES, Mnist, PIXELS, Split};
+use crate::data::Samples;
 
 /// What the master tells whoever runs it, as it happens.
 pub enum MasterEvent<'a> {
@@ -27,11 +28,12 @@ pub enum MasterEvent<'a> {
     Log(String),
 }
 
-/// The network the job trains: the shared encoder plus a softmax head.
-pub fn network(cfg: &JobConfig) -> Result<Network, JobError> {
-    let mut encoder = vec![PIXELS];
+/// The network the job trains: the shared encoder (from `input` features) plus a softmax head over
+/// `classes`.
+pub fn network(cfg: &JobConfig, input: usize, classes: usize) -> Result<Network, JobError> {
+    let mut encoder = vec![input];
     encoder.extend(&cfg.encoder.hidden);
-    Ok(Network::new(NetworkSpec { encoder, activation: cfg.activation(), head: HeadKind::Softmax, outputs: CLASSES })?)
+    Ok(Network::new(NetworkSpec { encoder, activation: cfg.activation(), head: HeadKind::Softmax, outputs: classes })?)
 }
 
 /// The layout of the encoder alone (the `encoder.*` slots, at the offsets they have in the network).
@@ -69,7 +71,13 @@ impl Probe {
         Self { net, params, opt, encoder_len, rng: SplitMix::new(seed ^ 0xe7a1) }
     }
 
-    fn evaluate(&mut self, encoder: &[f32], val: &Split, test: &Split, epochs: usize) -> Result<f64, JobError> {
+    fn evaluate(
+        &mut self,
+        encoder: &[f32],
+        val: &dyn Samples,
+        test: &dyn Samples,
+        epochs: usize,
+    ) -> Result<f64, JobError> {
         self.params[..self.encoder_len].copy_from_slice(encoder);
         let batch = 100;
         let mut ws = self.net.workspace(batch);
@@ -95,7 +103,7 @@ impl Probe {
 pub fn run_master(
     ctx: &zmq::Context,
     cfg: &JobConfig,
-    data: &Mnist,
+    data: &JobData,
     events: &mut dyn FnMut(MasterEvent),
 ) -> Result<JobReport, JobError> {
     let job_started = Instant::now();
@@ -105,7 +113,9 @@ pub fn run_master(
     socket.bind(&cfg.transport.endpoint).map_err(|cause| JobError::Zmq { op: "bind", cause })?;
     let mut link = Link::new(socket, 0, &cfg.job, 1);
 
-    let net = network(cfg)?;
+    let typed = data.of_type(&cfg.encoder.kind);
+    let shape = (typed.input, typed.classes);
+    let net = network(cfg, typed.input, typed.classes)?;
     let (layout, encoder_len) = encoder_layout(&net)?;
     let out_dir = cfg.output_dir();
     std::fs::create_dir_all(&out_dir).map_err(|cause| JobError::Io { path: out_dir.clone(), cause })?;
@@ -138,7 +148,7 @@ pub fn run_master(
 
     // Instruction, then confirmations until every member answered or the deadline passed.
     for identity in members.values() {
-        let h = instruction(&mut link, cfg);
+        let h = instruction(&mut link, cfg, shape);
         link.send(Some(identity), h, &[])?;
     }
     let mut confirmed: BTreeMap<u32, u64> = BTreeMap::new();
@@ -146,7 +156,7 @@ pub fn run_master(
     let deadline = Instant::now() + Duration::from_millis(cfg.deadlines.confirm_ms);
     while confirmed.len() + declined.len() < members.len() {
         let Some(m) = link.recv_until(deadline, &mut |_| bad += 1)? else { break };
-        handle_membership(&mut link, &mut members, &mut confirmed, &mut declined, &m, cfg)?;
+        handle_membership(&mut link, &mut members, &mut confirmed, &mut declined, &m, cfg, shape)?;
     }
     events(MasterEvent::Confirmed { confirmed: confirmed.len(), declined: &declined });
     if confirmed.len() < cfg.training.min_children {
@@ -193,7 +203,7 @@ pub fn run_master(
                         "round {round}: late update from child {} for round {} dropped",
                         h.sender, h.round
                     ))),
-                    _ => handle_membership(&mut link, &mut members, &mut confirmed, &mut declined, &m, cfg)?,
+                    _ => handle_membership(&mut link, &mut members, &mut confirmed, &mut declined, &m, cfg, shape)?,
                 }
             }
             for &id in &picked {
@@ -234,7 +244,7 @@ pub fn run_master(
         let last = round + 1 == cfg.training.rounds;
         let eval_started = Instant::now();
         let accuracy = if (round + 1) % cfg.eval.every == 0 || last {
-            Some(probe.evaluate(&params, &data.val, &data.test, cfg.eval.probe_epochs)?)
+            Some(probe.evaluate(&params, typed.val, typed.test, cfg.eval.probe_epochs)?)
         } else {
             None
         };
@@ -270,7 +280,8 @@ pub fn run_master(
     Ok(report)
 }
 
-fn instruction(link: &mut Link, cfg: &JobConfig) -> shoal_bus::Header {
+/// The training instruction; `shape` is the encoder's (input features, head classes).
+fn instruction(link: &mut Link, cfg: &JobConfig, shape: (usize, usize)) -> shoal_bus::Header {
     let mut h = link.header(Kind::Instruction, 0);
     let hidden: Vec<String> = cfg.encoder.hidden.iter().map(|w| w.to_string()).collect();
     for (k, v) in [
@@ -283,6 +294,8 @@ fn instruction(link: &mut Link, cfg: &JobConfig) -> shoal_bus::Header {
         ("head_warmup", cfg.training.head_warmup.to_string()),
         ("seed", cfg.seed.to_string()),
         ("rounds", cfg.training.rounds.to_string()),
+        ("input", shape.0.to_string()),
+        ("classes", shape.1.to_string()),
     ] {
         h.meta.insert(k.into(), v);
     }
@@ -318,6 +331,7 @@ fn handle_membership(
     declined: &mut Vec<(u32, String)>,
     m: &shoal_bus::transport::Received,
     cfg: &JobConfig,
+    shape: (usize, usize),
 ) -> Result<(), JobError> {
     let h = &m.header;
     match h.kind {
@@ -325,7 +339,7 @@ fn handle_membership(
             confirmed.remove(&h.sender);
             welcome(link, members, m, cfg)?;
             if let Some(identity) = members.get(&h.sender).cloned() {
-                let i = instruction(link, cfg);
+                let i = instruction(link, cfg, shape);
                 link.send(Some(&identity), i, &[])?;
             }
         }

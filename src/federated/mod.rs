@@ -22,6 +22,7 @@
 
 pub mod child;
 pub mod config;
+pub mod data;
 pub mod local;
 pub mod master;
 pub mod partition;

@@ -1,0 +1,82 @@
+#!/usr/bin/env python3
+"""The quality experiments of docs/results.md: job files derived from examples/encoder-mnist.toml, each run
+with `shoal local`, then the test accuracy at chosen rounds printed per job.
+
+Usage: python3 benches/compare/fed_experiments.py [NAME ...]   (default: every job below; ~15 min here)
+Needs a release build (`cargo build --release`) and the fetched data (`shoal data fetch`).
+"""
+import os
+import re
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SHOAL = os.path.join(ROOT, "target", "release", "shoal")
+WORK = os.path.join(ROOT, "target", "fed-experiments")
+BASE = open(os.path.join(ROOT, "examples", "encoder-mnist.toml")).read()
+
+
+def job(name, rounds, rule=None, options=None, attack=False, partition=None, local_epochs=None, batch=None,
+        lr=None, every=None):
+    """The demo's job file with the given settings changed."""
+    s = BASE.replace('job = "encoder-mnist"', f'job = "{name}"')
+    s = re.sub(r"rounds = 60 .*", f"rounds = {rounds}", s)
+    if rule:
+        s = re.sub(r'name = "fedavg" .*', f'name = "{rule}"', s)
+    if options:
+        s = s.replace("# options = { f = 2 }", f"options = {options}")
+    if partition:
+        s = re.sub(r'partition = "iid" .*', f'partition = "{partition}"', s)
+    if local_epochs is not None:
+        s = re.sub(r"local_epochs = 5 .*", f"local_epochs = {local_epochs}", s)
+    if batch is not None:
+        s = re.sub(r"batch = 10 .*", f"batch = {batch}", s)
+    if lr is not None:
+        s = re.sub(r"lr = 0.1\n", f"lr = {lr}\n", s)
+    if every is not None:
+        s = re.sub(r"every = 1 .*", f"every = {every}", s)
+    s = s.replace('endpoint = "inproc://shoal-encoder-mnist"', f'endpoint = "inproc://shoal-{name}"')
+    if attack:
+        s += "\n[attack]\nfraction = 0.2\nsigma = 1.0\n"
+    return name, s, rounds
+
+
+JOBS = [
+    # Under attack, and each rule's clean baseline (60 rounds, evaluation every 10).
+    job("clean-fedavg", 60, every=10),
+    job("clean-median", 60, rule="median", every=10),
+    job("clean-trim02", 60, rule="trimmed-mean", options="{ beta = 0.2 }", every=10),
+    job("clean-trim03", 60, rule="trimmed-mean", options="{ beta = 0.3 }", every=10),
+    job("clean-krum3", 60, rule="krum", options="{ f = 3 }", every=10),
+    job("atk-mean", 60, rule="mean", attack=True, every=10),
+    job("atk-median", 60, rule="median", attack=True, every=10),
+    job("atk-trim02", 60, rule="trimmed-mean", options="{ beta = 0.2 }", attack=True, every=10),
+    job("atk-trim03", 60, rule="trimmed-mean", options="{ beta = 0.3 }", attack=True, every=10),
+    job("atk-krum3", 60, rule="krum", options="{ f = 3 }", attack=True, every=10),
+    # The pathological non-IID split, longer.
+    job("noniid300", 300, partition="shards", every=5),
+    job("noniid-avgm", 300, partition="shards", rule="fedavgm", options="{ lr = 1.0, beta = 0.9 }", every=5),
+    # FedSGD: one full-batch step per round.
+    job("fedsgd-lr05", 500, local_epochs=1, batch=0, lr=0.5, every=10),
+    job("fedsgd-lr01", 500, local_epochs=1, batch=0, lr=0.1, every=10),
+]
+
+
+def main():
+    wanted = set(sys.argv[1:])
+    os.makedirs(WORK, exist_ok=True)
+    for name, text, rounds in JOBS:
+        if wanted and name not in wanted:
+            continue
+        path = os.path.join(WORK, f"{name}.toml")
+        with open(path, "w") as f:
+            f.write(text)
+        out = subprocess.run([SHOAL, "local", path, "--quiet", "--output", os.path.join(WORK, name)],
+                             check=True, capture_output=True, text=True).stdout
+        acc = dict(re.findall(r"round +(\d+): accuracy ([0-9.]+%)", out))
+        marks = [r for r in (10, 30, 50, 60, 100, 200, 300, 500) if r <= rounds and str(r) in acc]
+        print(f"{name:<14} " + "  ".join(f"r{r} {acc[str(r)]}" for r in marks), flush=True)
+
+
+if __name__ == "__main__":
+    main()
