@@ -35,6 +35,7 @@ fn mlp_reaches_97_percent_on_real_mnist() {
 
 #[test]
 fn adult_loads_encoded_and_split_and_a_corrupt_file_is_named() {
+    use shoal::data::Samples;
     use shoal::data::adult::Adult;
     let dir = DataDir(data_dir());
     if !dir.adult().exists() {

@@ -36,15 +36,8 @@ pub struct Table {
     pub labels: Vec<u8>,
 }
 
+/// `len`, `is_empty` and `dim` come with [`crate::data::Samples`].
 impl Table {
-    pub fn len(&self) -> usize {
-        self.labels.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.labels.is_empty()
-    }
-
     /// Writes the rows `indices` into `x` and their labels into `y`.
     pub fn fill_batch(&self, indices: &[usize], x: &mut Vec<f32>, y: &mut Vec<u32>) {
         x.clear();
