@@ -11,7 +11,7 @@ import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SHOAL = os.path.join(ROOT, "target", "release", "shoal")
+SHOAL = os.environ.get("SHOAL_BIN", os.path.join(ROOT, "target", "release", "shoal"))
 WORK = os.path.join(ROOT, "target", "fed-experiments")
 BASE = open(os.path.join(ROOT, "examples", "encoder-mnist.toml")).read()
 

@@ -204,7 +204,8 @@ impl TransportConfig {
 pub struct EvalConfig {
     /// Evaluate the shared encoder every this many rounds (and after the last).
     pub every: u64,
-    /// Epochs of the master's probe head over the validation split per evaluation.
+    /// Epochs of the master's probe head over the validation split per round: an evaluation every N rounds
+    /// trains N times this many, so the figure does not depend on how often it is taken.
     pub probe_epochs: usize,
 }
 

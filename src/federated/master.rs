@@ -166,6 +166,8 @@ pub fn run_master(
 
     let mut rule = shoal_plugins::build_rule(&cfg.rule.name, &cfg.rule_options()?)?;
     let mut probe = Probe::new(net, cfg.seed, encoder_len);
+    // The round up to which the probe head has had its epochs (a resumed master starts a fresh probe).
+    let mut probe_trained_to = start_round;
     let mut report = JobReport::new(cfg, start_round);
     let mut step = vec![0.0f32; encoder_len];
     for round in start_round..cfg.training.rounds {
@@ -244,7 +246,11 @@ pub fn run_master(
         let last = round + 1 == cfg.training.rounds;
         let eval_started = Instant::now();
         let accuracy = if (round + 1) % cfg.eval.every == 0 || last {
-            Some(probe.evaluate(&params, typed.val, typed.test, cfg.eval.probe_epochs)?)
+            // The probe head trains `probe_epochs` per round, evaluated or not, so the figure does not
+            // depend on how often it is taken.
+            let epochs = cfg.eval.probe_epochs * (round + 1 - probe_trained_to) as usize;
+            probe_trained_to = round + 1;
+            Some(probe.evaluate(&params, typed.val, typed.test, epochs)?)
         } else {
             None
         };
