@@ -158,30 +158,15 @@ impl Rule for Krum {
         self.combine_with_gram(valid, &gram(valid), out)
     }
 
-    /// The Gram matrix reads every input once, and its diagonal is every input's squared norm: validation
-    /// comes free. When every input passes (the common case) the Gram pass is the only read of the inputs;
-    /// otherwise the plain path runs ([`super::validate`], then the rule on the inputs that passed).
+    /// The Gram matrix reads every input once, and its diagonal is every input's squared norm: the
+    /// validation comes from the same pass ([`super::validated_in_pass`]).
     fn aggregate(&mut self, updates: &[Update], norm_bound: Option<f32>, out: &mut [f32]) -> Result<Report, RuleError> {
-        let n = updates.len();
-        let shapes_ok = updates.iter().all(|u| u.values.len() == out.len() && u.weight.is_finite() && u.weight >= 0.0);
-        if shapes_ok && n > 0 && self.check(n).is_ok() {
-            let g = gram(updates);
-            // Clearly inside the bound only: a norm within rounding of it is left to `validate`.
-            let passes = |n2: f64| n2.is_finite() && norm_bound.is_none_or(|b| n2.sqrt() * (1.0 + 1e-5) < b as f64);
-            if (0..n).all(|i| passes(g[i * n + i])) {
-                self.combine_with_gram(updates, &g, out)?;
-                let used = self.last_selected.iter().map(|&i| updates[i].sender).collect();
-                return Ok(Report { used, rejected: Vec::new() });
-            }
-        }
-        let (valid, rejected) = super::validate(updates, out.len(), norm_bound);
-        if valid.is_empty() {
-            return Err(RuleError::NoInputs { rule: self.name(), rejected: rejected.len() });
-        }
-        self.check(valid.len())?;
-        self.combine(&valid, out)?;
-        let used = self.last_selected.iter().map(|&i| valid[i].sender).collect();
-        Ok(Report { used, rejected })
+        super::validated_in_pass(self, updates, norm_bound, out, |rule, inputs, out| {
+            let n = inputs.len();
+            let g = gram(inputs);
+            rule.combine_with_gram(inputs, &g, out)?;
+            Ok((0..n).map(|i| g[i * n + i]).collect())
+        })
     }
 
     fn selected(&self) -> Option<&[usize]> {

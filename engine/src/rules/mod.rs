@@ -76,19 +76,57 @@ pub trait Rule: Send + std::any::Any {
 
     /// Validates, checks the precondition, aggregates, and reports.
     fn aggregate(&mut self, updates: &[Update], norm_bound: Option<f32>, out: &mut [f32]) -> Result<Report, RuleError> {
-        self.check_len(out.len())?;
-        let (valid, rejected) = validate(updates, out.len(), norm_bound);
-        if valid.is_empty() {
-            return Err(RuleError::NoInputs { rule: self.name(), rejected: rejected.len() });
-        }
-        self.check(valid.len())?;
-        self.combine(&valid, out)?;
-        let used = match self.selected() {
-            Some(positions) => positions.iter().map(|&i| valid[i].sender).collect(),
-            None => valid.iter().map(|u| u.sender).collect(),
-        };
-        Ok(Report { used, rejected })
+        validate_then_combine(self, updates, norm_bound, out)
     }
+}
+
+/// The plain path of [`Rule::aggregate`]: [`validate`], check the precondition on what passed, combine it.
+pub fn validate_then_combine<R: Rule + ?Sized>(
+    rule: &mut R,
+    updates: &[Update],
+    norm_bound: Option<f32>,
+    out: &mut [f32],
+) -> Result<Report, RuleError> {
+    rule.check_len(out.len())?;
+    let (valid, rejected) = validate(updates, out.len(), norm_bound);
+    if valid.is_empty() {
+        return Err(RuleError::NoInputs { rule: rule.name(), rejected: rejected.len() });
+    }
+    rule.check(valid.len())?;
+    rule.combine(&valid, out)?;
+    Ok(Report { used: used_senders(rule, &valid), rejected })
+}
+
+/// The senders whose updates went into the result: the rule's selection, or every input.
+fn used_senders<R: Rule + ?Sized>(rule: &R, inputs: &[Update]) -> Vec<u32> {
+    match rule.selected() {
+        Some(positions) => positions.iter().map(|&i| inputs[i].sender).collect(),
+        None => inputs.iter().map(|u| u.sender).collect(),
+    }
+}
+
+/// Rules that read every input once anyway (the sorting rules, Krum's Gram pass) take the validation's
+/// norms from that pass. `fast(rule, inputs, out)` aggregates all inputs and returns their squared norms;
+/// when every input passes (the common case) that pass is the whole call. Otherwise, or when the inputs'
+/// shapes or the precondition already fail, the plain path runs ([`validate_then_combine`]), so the
+/// result and report are always exactly the plain path's.
+pub(crate) fn validated_in_pass<R: Rule + ?Sized>(
+    rule: &mut R,
+    updates: &[Update],
+    norm_bound: Option<f32>,
+    out: &mut [f32],
+    fast: impl FnOnce(&mut R, &[Update], &mut [f32]) -> Result<Vec<f64>, RuleError>,
+) -> Result<Report, RuleError> {
+    let shapes_ok = updates.iter().all(|u| u.values.len() == out.len() && u.weight.is_finite() && u.weight >= 0.0);
+    if shapes_ok && !updates.is_empty() && rule.check_len(out.len()).is_ok() && rule.check(updates.len()).is_ok() {
+        let norms = fast(rule, updates, out)?;
+        // Clearly inside the bound only: a norm within rounding of it is left to `validate` to decide.
+        let passes = |n2: f64| n2.is_finite() && norm_bound.is_none_or(|b| n2.sqrt() * (1.0 + 1e-5) < b as f64);
+        if norms.iter().all(|&n2| passes(n2)) {
+            return Ok(Report { used: used_senders(rule, updates), rejected: Vec::new() });
+        }
+    }
+    validate_then_combine(rule, updates, norm_bound, out)
 }
 
 /// Splits `updates` into those fit to aggregate and those refused (wrong length, a non-finite value, a
@@ -206,7 +244,7 @@ impl Rule for Median {
         Ok(())
     }
     fn aggregate(&mut self, updates: &[Update], norm_bound: Option<f32>, out: &mut [f32]) -> Result<Report, RuleError> {
-        validated_in_pass(self, updates, norm_bound, out, Self::run)
+        validated_in_pass(self, updates, norm_bound, out, |_, inputs, out| Ok(Self::run(inputs, out, true)))
     }
 }
 
@@ -251,8 +289,7 @@ impl Rule for TrimmedMean {
         Ok(())
     }
     fn aggregate(&mut self, updates: &[Update], norm_bound: Option<f32>, out: &mut [f32]) -> Result<Report, RuleError> {
-        let this = self.clone();
-        validated_in_pass(self, updates, norm_bound, out, |v, o, norms| this.run(v, o, norms))
+        validated_in_pass(self, updates, norm_bound, out, |rule, inputs, out| Ok(rule.run(inputs, out, true)))
     }
 }
 
@@ -385,36 +422,6 @@ pub(crate) fn each_group(out: &mut [f32], mut f: impl FnMut(usize) -> f32x8) {
     for c in (0..out.len()).step_by(LANES) {
         store(f(c), &mut out[c..]);
     }
-}
-
-/// The rules that sort every coordinate read every input once anyway, so they take the validation's
-/// norms in the same pass: when every input passes (the common case) that pass is the whole call;
-/// otherwise the plain path runs ([`validate`], then `run` again on the inputs that passed).
-/// `run(inputs, out, with_norms)` is the rule's [`sorted_reduce`] call.
-pub(crate) fn validated_in_pass(
-    rule: &dyn Rule,
-    updates: &[Update],
-    norm_bound: Option<f32>,
-    out: &mut [f32],
-    run: impl Fn(&[Update], &mut [f32], bool) -> Vec<f64>,
-) -> Result<Report, RuleError> {
-    rule.check_len(out.len())?;
-    let shapes_ok = updates.iter().all(|u| u.values.len() == out.len() && u.weight.is_finite() && u.weight >= 0.0);
-    if shapes_ok && !updates.is_empty() && rule.check(updates.len()).is_ok() {
-        let norms = run(updates, out, true);
-        // Clearly inside the bound only: a norm within rounding of it is left to `validate` to decide.
-        let passes = |n2: f64| n2.is_finite() && norm_bound.is_none_or(|b| n2.sqrt() * (1.0 + 1e-5) < b as f64);
-        if norms.iter().all(|&n2| passes(n2)) {
-            return Ok(Report { used: updates.iter().map(|u| u.sender).collect(), rejected: Vec::new() });
-        }
-    }
-    let (valid, rejected) = validate(updates, out.len(), norm_bound);
-    if valid.is_empty() {
-        return Err(RuleError::NoInputs { rule: rule.name(), rejected: rejected.len() });
-    }
-    rule.check(valid.len())?;
-    run(&valid, out, false);
-    Ok(Report { used: valid.iter().map(|u| u.sender).collect(), rejected })
 }
 
 #[cfg(test)]
