@@ -135,28 +135,33 @@ pub fn run_child(
                     (local.input, local.classes)
                 };
                 let asked = (meta::<usize>(h, "input"), meta::<usize>(h, "classes"));
-                let mut reply;
-                if wanted != held {
-                    reply = link.header(Kind::Decline, 0);
+                let decline = if wanted != held {
                     let n = spec.holds.indices().len();
-                    reply.meta.insert("reason".into(), format!("no data of type {wanted} (holds {n} {held} samples)"));
+                    Some(format!("no data of type {wanted} (holds {n} {held} samples)"))
                 } else if asked != (Some(input), Some(classes)) {
-                    reply = link.header(Kind::Decline, 0);
-                    reply.meta.insert(
-                        "reason".into(),
-                        format!(
-                            "incompatible {wanted} data: the instruction says {asked:?} inputs/classes, this child has \
-                             {input} inputs and {classes} classes"
-                        ),
-                    );
+                    Some(format!(
+                        "incompatible {wanted} data: the instruction says {asked:?} inputs/classes, this child has \
+                         {input} inputs and {classes} classes"
+                    ))
                 } else {
-                    let indices = spec.holds.indices().to_vec();
-                    let samples = indices.len();
-                    trainer = Some(Trainer::from_instruction(h, indices, spec.id, held, input, classes)?);
-                    reply = link.header(Kind::Confirm, 0);
-                    reply.meta.insert("samples".into(), samples.to_string());
-                    summary.confirmed = true;
-                }
+                    None
+                };
+                let reply = match decline {
+                    Some(reason) => {
+                        let mut reply = link.header(Kind::Decline, 0);
+                        reply.meta.insert("reason".into(), reason);
+                        reply
+                    }
+                    None => {
+                        let indices = spec.holds.indices().to_vec();
+                        let samples = indices.len();
+                        trainer = Some(Trainer::from_instruction(h, indices, spec.id, held, input, classes)?);
+                        summary.confirmed = true;
+                        let mut reply = link.header(Kind::Confirm, 0);
+                        reply.meta.insert("samples".into(), samples.to_string());
+                        reply
+                    }
+                };
                 link.send(None, reply, &[])?;
             }
             Kind::Params => {
