@@ -216,3 +216,19 @@ fn a_tabular_adult_encoder_is_generated_the_same_way() {
     let acc = report.final_accuracy().unwrap();
     assert!(acc > 0.82, "tabular encoder + probe head: {acc}");
 }
+
+#[test]
+fn with_share_head_the_head_is_merged_and_stored_too() {
+    let mut cfg = config("shared-head", "");
+    cfg.encoder.share_head = true;
+    cfg.training.head_warmup = 0;
+    let data = mnist();
+    let specs = child_specs(&cfg, &data);
+    let (report, _) = run_local_with(&cfg, data, specs, &mut quiet).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(report.rounds.len(), 2);
+    let acc = report.final_accuracy().unwrap();
+    assert!(acc > 0.85, "{acc}");
+    let store = Store::open(&cfg.output_dir().join("encoder.shoal")).unwrap();
+    let names: Vec<&str> = store.tensors().iter().map(|t| t.name.as_str()).collect();
+    assert!(names.contains(&"encoder.0.weight") && names.contains(&"head.weight"), "{names:?}");
+}

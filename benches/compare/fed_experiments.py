@@ -17,7 +17,7 @@ BASE = open(os.path.join(ROOT, "examples", "encoder-mnist.toml")).read()
 
 
 def job(name, rounds, rule=None, options=None, attack=False, partition=None, local_epochs=None, batch=None,
-        lr=None, every=None):
+        lr=None, every=None, share_head=False, head_warmup=None):
     """The demo's job file with the given settings changed."""
     s = BASE.replace('job = "encoder-mnist"', f'job = "{name}"')
     s = re.sub(r"rounds = 60 .*", f"rounds = {rounds}", s)
@@ -35,6 +35,10 @@ def job(name, rounds, rule=None, options=None, attack=False, partition=None, loc
         s = re.sub(r"lr = 0.1\n", f"lr = {lr}\n", s)
     if every is not None:
         s = re.sub(r"every = 1 .*", f"every = {every}", s)
+    if share_head:
+        s = s.replace('activation = "relu"\n', 'activation = "relu"\nshare_head = true\n')
+    if head_warmup is not None:
+        s = re.sub(r"head_warmup = 1 .*", f"head_warmup = {head_warmup}", s)
     s = s.replace('endpoint = "inproc://shoal-encoder-mnist"', f'endpoint = "inproc://shoal-{name}"')
     if attack:
         s += "\n[attack]\nfraction = 0.2\nsigma = 1.0\n"
@@ -56,9 +60,13 @@ JOBS = [
     # The pathological non-IID split, longer.
     job("noniid300", 300, partition="shards", every=5),
     job("noniid-avgm", 300, partition="shards", rule="fedavgm", options="{ lr = 1.0, beta = 0.9 }", every=5),
+    # The whole 2NN federated, head included (McMahan et al.'s setting), on the pathological split.
+    job("noniid-shared", 700, partition="shards", every=10, share_head=True, head_warmup=0),
     # FedSGD: one full-batch step per round.
     job("fedsgd-lr05", 500, local_epochs=1, batch=0, lr=0.5, every=10),
     job("fedsgd-lr01", 500, local_epochs=1, batch=0, lr=0.1, every=10),
+    job("fedsgd-shared", 500, local_epochs=1, batch=0, lr=0.5, every=10, share_head=True, head_warmup=0),
+    job("iid-shared", 60, every=10, share_head=True, head_warmup=0),
 ]
 
 
@@ -74,7 +82,7 @@ def main():
         out = subprocess.run([SHOAL, "local", path, "--quiet", "--output", os.path.join(WORK, name)],
                              check=True, capture_output=True, text=True).stdout
         acc = dict(re.findall(r"round +(\d+): accuracy ([0-9.]+%)", out))
-        marks = [r for r in (10, 30, 50, 60, 100, 200, 300, 500) if r <= rounds and str(r) in acc]
+        marks = [r for r in (10, 30, 50, 60, 100, 200, 300, 500, 700) if r <= rounds and str(r) in acc]
         print(f"{name:<14} " + "  ".join(f"r{r} {acc[str(r)]}" for r in marks), flush=True)
 
 

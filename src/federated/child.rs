@@ -204,6 +204,8 @@ struct Trainer {
     net: Network,
     params: Vec<f32>,
     encoder_len: usize,
+    /// What the master sends and takes back: the encoder, or encoder and head (`share_head`).
+    shared_len: usize,
     indices: Vec<usize>,
     epochs: usize,
     batch: usize,
@@ -239,10 +241,13 @@ impl Trainer {
         // Each child's head starts from its own seed: heads are private and never averaged.
         let params = net.init_params(seed ^ (id as u64 + 1) << 32).to_vec();
         let encoder_len = super::master::encoder_layout(&net)?.1;
+        let share_head = meta(h, "share_head").unwrap_or(false);
+        let shared_len = super::master::shared_layout(&net, share_head)?.1;
         Ok(Self {
             kind,
             params,
             encoder_len,
+            shared_len,
             indices,
             epochs: meta(h, "local_epochs").ok_or_else(|| bad("local_epochs"))?,
             batch: meta(h, "batch").ok_or_else(|| bad("batch"))?,
@@ -255,14 +260,14 @@ impl Trainer {
         })
     }
 
-    /// Trains encoder + head for the configured epochs from `encoder`; returns the new encoder and the
-    /// mean training loss.
-    fn train(&mut self, data: &dyn Samples, encoder: &[f32], round: u64) -> Result<(Vec<f32>, f32), JobError> {
-        if encoder.len() != self.encoder_len {
+    /// Trains encoder + head for the configured epochs from `shared` (the encoder, or encoder and head);
+    /// returns the new shared part and the mean training loss.
+    fn train(&mut self, data: &dyn Samples, shared: &[f32], round: u64) -> Result<(Vec<f32>, f32), JobError> {
+        if shared.len() != self.shared_len {
             return Err(JobError::Protocol(format!(
-                "received {} encoder parameters, expected {}",
-                encoder.len(),
-                self.encoder_len
+                "received {} shared parameters, expected {}",
+                shared.len(),
+                self.shared_len
             )));
         }
         // A child keeps no state between rounds: its head and its shuffling start from (seed, child, round).
@@ -270,7 +275,7 @@ impl Trainer {
         // would have produced.
         self.params = self.net.init_params(self.seed ^ (self.id as u64 + 1) << 32 ^ round << 16).to_vec();
         self.rng = SplitMix::new(self.seed ^ self.id as u64 ^ round << 40);
-        self.params[..self.encoder_len].copy_from_slice(encoder);
+        self.params[..self.shared_len].copy_from_slice(shared);
         let batch = if self.batch == 0 { self.indices.len() } else { self.batch }.max(1);
         let mut opt = Optimizer::new(OptimizerKind::Sgd { lr: self.lr }, self.params.len());
         let mut ws = self.net.workspace(batch);
@@ -278,8 +283,8 @@ impl Trainer {
         let (mut x, mut y) = (Vec::new(), Vec::new());
         let mut order = self.indices.clone();
         let (mut total, mut seen) = (0.0f64, 0usize);
-        // The fresh head first learns the received encoder's features (encoder frozen), so the joint
-        // epochs start from a head that matches it.
+        // The head (fresh, or the shared one) first learns the received encoder's features (encoder
+        // frozen), so the joint epochs start from a head that matches it.
         for epoch in 0..self.head_warmup + self.epochs {
             let warmup = epoch < self.head_warmup;
             for i in (1..order.len()).rev() {
@@ -297,6 +302,6 @@ impl Trainer {
                 opt.step(&mut self.params, &grads);
             }
         }
-        Ok((self.params[..self.encoder_len].to_vec(), (total / seen.max(1) as f64) as f32))
+        Ok((self.params[..self.shared_len].to_vec(), (total / seen.max(1) as f64) as f32))
     }
 }

@@ -66,6 +66,11 @@ pub struct EncoderConfig {
     pub hidden: Vec<usize>,
     #[serde(default = "default_activation")]
     pub activation: String,
+    /// Federate the head too (the whole network, as McMahan et al.'s 2NN): children start each round
+    /// from the merged head instead of a fresh private one, and return it with the encoder. Off by
+    /// default: in the patent's method each child's head stays on the child.
+    #[serde(default)]
+    pub share_head: bool,
 }
 
 fn default_activation() -> String {

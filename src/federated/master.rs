@@ -36,6 +36,12 @@ pub fn network(cfg: &JobConfig, input: usize, classes: usize) -> Result<Network,
     Ok(Network::new(NetworkSpec { encoder, activation: cfg.activation(), head: HeadKind::Softmax, outputs: classes })?)
 }
 
+/// What the master merges and keeps: the encoder alone, or (with `share_head`) the whole network; and
+/// its length in floats. Either way it is a prefix of the network's parameter buffer.
+pub fn shared_layout(net: &Network, share_head: bool) -> Result<(ParamLayout, usize), JobError> {
+    if share_head { Ok((net.layout.clone(), net.layout.total_len())) } else { encoder_layout(net) }
+}
+
 /// The layout of the encoder alone (the `encoder.*` slots, at the offsets they have in the network).
 pub fn encoder_layout(net: &Network) -> Result<(ParamLayout, usize), JobError> {
     let mut layout = ParamLayout::new();
@@ -116,7 +122,8 @@ pub fn run_master(
     let typed = data.of_type(&cfg.encoder.kind);
     let shape = (typed.input, typed.classes);
     let net = network(cfg, typed.input, typed.classes)?;
-    let (layout, encoder_len) = encoder_layout(&net)?;
+    let encoder_len = encoder_layout(&net)?.1;
+    let (layout, shared_len) = shared_layout(&net, cfg.encoder.share_head)?;
     let out_dir = cfg.output_dir();
     std::fs::create_dir_all(&out_dir).map_err(|cause| JobError::Io { path: out_dir.clone(), cause })?;
     let store_path = out_dir.join("encoder.shoal");
@@ -126,7 +133,7 @@ pub fn run_master(
         (store, round)
     } else {
         let init = net.init_params(cfg.seed);
-        (Store::create(&store_path, &layout, &init[..encoder_len])?, 0)
+        (Store::create(&store_path, &layout, &init[..shared_len])?, 0)
     };
     if start_round > 0 {
         events(MasterEvent::Resumed { round: start_round });
@@ -169,7 +176,7 @@ pub fn run_master(
     // The round up to which the probe head has had its epochs (a resumed master starts a fresh probe).
     let mut probe_trained_to = start_round;
     let mut report = JobReport::new(cfg, start_round);
-    let mut step = vec![0.0f32; encoder_len];
+    let mut step = vec![0.0f32; shared_len];
     for round in start_round..cfg.training.rounds {
         let round_started = Instant::now();
         let (sent0, recv0) = (link.bytes_sent, link.bytes_received);
@@ -191,7 +198,7 @@ pub fn run_master(
                 let h = &m.header;
                 match h.kind {
                     Kind::Update if h.round == round && picked.contains(&h.sender) => {
-                        match tensor(&m, 0).filter(|t| t.len() == encoder_len) {
+                        match tensor(&m, 0).filter(|t| t.len() == shared_len) {
                             Some(t) => {
                                 let samples = meta(h, "samples").unwrap_or(1);
                                 let loss = meta(h, "loss").unwrap_or(f32::NAN);
@@ -250,7 +257,7 @@ pub fn run_master(
             // depend on how often it is taken.
             let epochs = cfg.eval.probe_epochs * (round + 1 - probe_trained_to) as usize;
             probe_trained_to = round + 1;
-            Some(probe.evaluate(&params, typed.val, typed.test, epochs)?)
+            Some(probe.evaluate(&params[..encoder_len], typed.val, typed.test, epochs)?)
         } else {
             None
         };
@@ -300,6 +307,7 @@ fn instruction(link: &mut Link, cfg: &JobConfig, shape: (usize, usize)) -> shoal
         ("head_warmup", cfg.training.head_warmup.to_string()),
         ("seed", cfg.seed.to_string()),
         ("rounds", cfg.training.rounds.to_string()),
+        ("share_head", cfg.encoder.share_head.to_string()),
         ("input", shape.0.to_string()),
         ("classes", shape.1.to_string()),
     ] {
