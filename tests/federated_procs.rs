@@ -240,3 +240,33 @@ fn a_master_killed_with_sigkill_resumes_and_ends_where_an_uninterrupted_run_does
     assert_eq!(differ, 0, "the resumed encoder differs from the crash-free one in {differ} values");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_worker_killed_and_restarted_rejoins_and_trains_again() {
+    let data = data_dir();
+    let (dir, cfg) = job("procs-rejoin", 5, 4_000);
+    let (mut master, rx) = start_master(&cfg, &data);
+    let mut reaper = Reaper(start_workers(&cfg, &data));
+    let mut restarted = false;
+    let (lines, ok) = finish(&mut master, &rx, Duration::from_secs(180), |line| {
+        if !restarted && line.starts_with("round   1:") {
+            reaper.0[1].kill().unwrap(); // SIGKILL child 2 ...
+            reaper.0[1].wait().unwrap();
+            // ... and start it again: it says hello, is instructed again and confirms again.
+            reaper.0[1] = shoal(&["worker", "--id", "2"], &cfg, &data)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            restarted = true;
+        }
+    });
+    let text = lines.join("\n");
+    assert!(restarted && ok, "{text}");
+    let r5 = lines.iter().find(|l| l.starts_with("round   5:")).expect("round 5 ran");
+    assert!(r5.contains("4 updates") && !r5.contains("dropped"), "the restarted child trains again: {r5}");
+    for w in &mut reaper.0 {
+        assert!(w.wait().unwrap().success());
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
