@@ -43,11 +43,6 @@ impl<T: Clone> FaultyNetwork<T> {
         Self::new(plan.seed, plan.drop, plan.duplicate, plan.max_delay)
     }
 
-    /// Messages sent but not yet arrived.
-    pub fn in_flight(&self) -> usize {
-        self.in_flight.len()
-    }
-
     fn uniform(&mut self) -> f64 {
         self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.rng;
@@ -122,9 +117,5 @@ impl FaultySocket {
     /// When the next held-back message is due.
     pub fn next_due(&self) -> Option<Instant> {
         self.net.next_arrival()
-    }
-
-    pub fn in_flight(&self) -> usize {
-        self.net.in_flight()
     }
 }

@@ -91,6 +91,7 @@ impl Rule for Bulyan {
         let beta = theta - 2 * self.f;
         let middle = picked.len();
         sorted_reduce(
+            crate::Isa::active(),
             &picked,
             out,
             |_| true,

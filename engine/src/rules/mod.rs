@@ -222,6 +222,7 @@ impl Median {
         let (lo, hi) = ((n - 1) / 2, n / 2);
         let half = f32x8::splat(0.5);
         sorted_reduce(
+            crate::Isa::active(),
             valid,
             out,
             |i| i == lo || i == hi,
@@ -299,6 +300,7 @@ impl TrimmedMean {
         let k = self.cut(n);
         let inv = 1.0 / (n - 2 * k) as f32;
         sorted_reduce(
+            crate::Isa::active(),
             valid,
             out,
             |i| (k..n - k).contains(&i),
@@ -322,19 +324,9 @@ const SORT_BLOCK: usize = 4096;
 /// value of coordinate `lane`, for `w = out.len()` coordinates (8 or 16); `reduce_s` does one coordinate.
 /// With `with_norms`, also returns every input's squared L2 norm, taken from the same loads (f64 sums of
 /// f32 partial sums). Blocks of coordinates are spread over rayon's threads when there is enough work.
+/// `isa` picks the group width: AVX-512F (when the CPU has it) 16, anything else `wide`'s 8; callers pass
+/// [`crate::Isa::active`], tests every supported ISA.
 pub(crate) fn sorted_reduce(
-    valid: &[Update],
-    out: &mut [f32],
-    needed: impl Fn(usize) -> bool,
-    reduce: impl Fn(&[f32], &mut [f32]) + Sync,
-    reduce_s: impl Fn(&[f32]) -> f32 + Sync,
-    with_norms: bool,
-) -> Vec<f64> {
-    sorted_reduce_on(crate::Isa::active(), valid, out, needed, reduce, reduce_s, with_norms)
-}
-
-/// [`sorted_reduce`] on a given instruction set (AVX-512F: 16-wide groups; anything else: `wide`'s 8).
-pub(crate) fn sorted_reduce_on(
     isa: crate::Isa,
     valid: &[Update],
     out: &mut [f32],
@@ -456,7 +448,7 @@ mod sort_paths {
             let (lo, hi) = ((n - 1) / 2, n / 2);
             for isa in crate::Isa::supported() {
                 let mut out = vec![f32::NAN; len];
-                let norms = sorted_reduce_on(
+                let norms = sorted_reduce(
                     isa,
                     &ups,
                     &mut out,
