@@ -3,7 +3,10 @@
 
 use shoal_engine::kernels::Activation;
 use shoal_engine::kernels::sparse::{Bags, row_of};
-use shoal_engine::model::{EmbeddingBag, HeadKind, Network, NetworkSpec, ParamLayout, SplitMix, Targets};
+use shoal_engine::kernels::weighted_sum;
+use shoal_engine::model::{
+    EmbeddingBag, HeadKind, Network, NetworkSpec, Optimizer, OptimizerKind, ParamLayout, SplitMix, Targets,
+};
 use shoal_engine::oracle;
 
 /// The network's loss computed from scratch in f64 with plain loops.
@@ -189,6 +192,81 @@ fn sharded_gradients_equal_serial_gradients() {
     }
 }
 
+fn every_optimizer() -> [OptimizerKind; 4] {
+    ["sgd", "momentum", "adagrad", "adam"].map(|name| OptimizerKind::with_lr(name, 0.05).unwrap())
+}
+
+/// `step_weighted` (sum the inputs and step, tile by tile, in parallel) is bit-identical to
+/// `weighted_sum` followed by `step`, for every optimizer, on lengths around the 16384-float tiles and
+/// above the parallel threshold (65536), over several steps (the state carries over).
+#[test]
+fn the_fused_sum_and_step_equals_the_sum_then_the_step() {
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+    for len in [0, 1, 17, 16383, 16384, 16385, 65535, 65536, 100_003] {
+        for kind in every_optimizer() {
+            let mut rng = SplitMix::new(len as u64 + 1);
+            let inputs: Vec<Vec<f32>> = (0..3).map(|_| (0..len).map(|_| rng.uniform(-1.0, 1.0)).collect()).collect();
+            let views: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
+            let weights = [0.5, 0.25, 0.25];
+            let start: Vec<f32> = (0..len).map(|_| rng.uniform(-1.0, 1.0)).collect();
+            let (mut p_ref, mut p_fused) = (start.clone(), start);
+            let (mut o_ref, mut o_fused) = (Optimizer::new(kind, len), Optimizer::new(kind, len));
+            let (mut g_ref, mut g_fused) = (vec![0.0; len], vec![f32::NAN; len]);
+            pool.install(|| {
+                for _ in 0..3 {
+                    weighted_sum(&views, &weights, &mut g_ref);
+                    o_ref.step(&mut p_ref, &g_ref);
+                    o_fused.step_weighted(&mut p_fused, &mut g_fused, &views, &weights);
+                }
+            });
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&g_fused), bits(&g_ref), "{kind} len {len}: gradients");
+            assert_eq!(bits(&p_fused), bits(&p_ref), "{kind} len {len}: parameters");
+            for (a, b) in o_fused.state().iter().zip(o_ref.state()) {
+                assert_eq!(bits(a), bits(b), "{kind} len {len}: optimizer state");
+            }
+        }
+    }
+}
+
+/// The sharded training step (shard gradients combined and applied in one pass) leaves the same
+/// parameters and gradients, bit for bit, as `loss_and_grad` followed by `step` on the same threads.
+#[test]
+fn the_sharded_train_step_equals_loss_and_grad_then_step() {
+    // 79k parameters: above the fused pass's parallel threshold.
+    let net = Network::new(NetworkSpec {
+        encoder: vec![300, 256],
+        activation: Activation::Relu,
+        head: HeadKind::Softmax,
+        outputs: 10,
+    })
+    .unwrap();
+    let mut rng = SplitMix::new(5);
+    let rows = 130;
+    let x: Vec<f32> = (0..rows * 300).map(|_| rng.uniform(0.0, 1.0)).collect();
+    let labels: Vec<u32> = (0..rows).map(|_| rng.below(10) as u32).collect();
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+    for kind in every_optimizer() {
+        let (mut p_ref, mut p_step) = (net.init_params(6).to_vec(), net.init_params(6).to_vec());
+        let n = p_ref.len();
+        let (mut o_ref, mut o_step) = (Optimizer::new(kind, n), Optimizer::new(kind, n));
+        let (mut g_ref, mut g_step) = (vec![0.0; n], vec![0.0; n]);
+        let (mut ws_ref, mut ws_step) = (net.workspace(rows), net.workspace(rows));
+        pool.install(|| {
+            for _ in 0..3 {
+                let want = net.loss_and_grad(&p_ref, &x, Targets::Classes(&labels), &mut ws_ref, &mut g_ref).unwrap();
+                o_ref.step(&mut p_ref, &g_ref);
+                let got = net
+                    .train_step(&mut p_step, &mut o_step, &x, Targets::Classes(&labels), &mut ws_step, &mut g_step)
+                    .unwrap();
+                assert_eq!(got.to_bits(), want.to_bits(), "{kind}: loss");
+            }
+        });
+        assert!(p_step.iter().zip(&p_ref).all(|(a, b)| a.to_bits() == b.to_bits()), "{kind}: parameters differ");
+        assert!(g_step.iter().zip(&g_ref).all(|(a, b)| a.to_bits() == b.to_bits()), "{kind}: gradients differ");
+    }
+}
+
 #[test]
 fn wrong_target_counts_are_refused_on_both_paths() {
     let net = Network::new(NetworkSpec {
@@ -207,5 +285,12 @@ fn wrong_target_counts_are_refused_on_both_paths() {
         let r =
             pool.install(|| net.loss_and_grad(&params, &x, Targets::Classes(&labels), &mut net.workspace(128), &mut g));
         assert!(r.is_err(), "{threads} threads accepted 129 labels for 128 rows");
+        let mut p = params.to_vec();
+        let mut opt = Optimizer::new(OptimizerKind::Sgd { lr: 0.1 }, p.len());
+        let r = pool.install(|| {
+            net.train_step(&mut p, &mut opt, &x, Targets::Classes(&labels), &mut net.workspace(128), &mut g)
+        });
+        assert!(r.is_err(), "{threads} threads: train_step accepted 129 labels for 128 rows");
+        assert!(p.iter().zip(params.iter()).all(|(a, b)| a == b), "a refused step changed the parameters");
     }
 }

@@ -13,11 +13,11 @@ use rayon::prelude::*;
 use super::lanes::{LANES, f32x8, load, store};
 
 /// Floats per output tile (64 KiB: L2-resident while eight input streams pass through L1).
-const TILE: usize = 16384;
+pub(crate) const TILE: usize = 16384;
 /// How far ahead (in floats) each input stream is prefetched (swept 256..1024 here; 256 was best).
 const PREFETCH: usize = 256;
 /// Below this many output floats the work is too small to be worth handing to other threads.
-const PARALLEL_MIN: usize = 1 << 16;
+pub(crate) const PARALLEL_MIN: usize = 1 << 16;
 
 /// `out[j] = Σ_i weights[i] * inputs[i][j]`. With no inputs, `out` is zeroed.
 ///
@@ -40,7 +40,8 @@ pub fn weighted_sum(inputs: &[&[f32]], weights: &[f32], out: &mut [f32]) {
 /// Inputs folded into the output tile per sweep: each sweep reads GROUP streams and the tile once.
 const GROUP: usize = 8;
 
-fn tile_sum(inputs: &[&[f32]], weights: &[f32], start: usize, out: &mut [f32]) {
+/// One tile of [`weighted_sum`]: `out[j] = Σ_i weights[i] * inputs[i][start + j]`.
+pub(crate) fn tile_sum(inputs: &[&[f32]], weights: &[f32], start: usize, out: &mut [f32]) {
     let end = start + out.len();
     let mut first = true;
     for (group, group_w) in inputs.chunks(GROUP).zip(weights.chunks(GROUP)) {

@@ -164,9 +164,21 @@ impl Network {
         grads: &mut [f32],
     ) -> Result<f32, EngineError> {
         check_grads(params, grads)?;
+        self.check_targets(x, targets)?;
+        match self.shard_grads(params, x, targets, ws)? {
+            None => self.loss_and_grad_serial(params, x, targets, ws, grads),
+            Some((loss, weights)) => {
+                let views: Vec<&[f32]> = ws.shards.iter().map(|sh| sh.grads.as_slice()).collect();
+                crate::kernels::weighted_sum(&views, &weights, grads);
+                Ok(loss)
+            }
+        }
+    }
+
+    /// Checked before sharding, so the sharded path, which slices targets per shard, rejects exactly what
+    /// the serial path rejects.
+    fn check_targets(&self, x: &[f32], targets: Targets) -> Result<(), EngineError> {
         let rows = self.check_input(x)?;
-        // Checked here so the sharded path, which slices targets per shard, rejects exactly what the
-        // serial path rejects.
         let (what, expected, got) = match targets {
             Targets::Classes(c) => ("class targets", rows, c.len()),
             Targets::Values(v) => ("value targets", rows * self.head.outputs(), v.len()),
@@ -174,9 +186,23 @@ impl Network {
         if expected != got {
             return Err(EngineError::Shape { what, expected, got });
         }
+        Ok(())
+    }
+
+    /// The sharded half of [`Network::loss_and_grad`]: each shard's gradient into `ws.shards`, and the
+    /// batch loss with the shards' weights (rows / batch rows). `None` when the batch is not sharded (one
+    /// thread, or too few rows); targets must already be checked.
+    fn shard_grads(
+        &self,
+        params: &[f32],
+        x: &[f32],
+        targets: Targets,
+        ws: &mut Workspace,
+    ) -> Result<Option<(f32, Vec<f32>)>, EngineError> {
+        let rows = self.check_input(x)?;
         let shards = rayon::current_num_threads().min(rows / MIN_SHARD_ROWS);
         if shards <= 1 {
-            return self.loss_and_grad_serial(params, x, targets, ws, grads);
+            return Ok(None);
         }
         use rayon::prelude::*;
         ws.shards.resize_with(shards, Shard::default);
@@ -195,9 +221,8 @@ impl Network {
         })?;
         let weights: Vec<f32> =
             (0..shards).map(|s| ((s + 1) * rows / shards - s * rows / shards) as f32 / rows as f32).collect();
-        let views: Vec<&[f32]> = ws.shards.iter().map(|sh| sh.grads.as_slice()).collect();
-        crate::kernels::weighted_sum(&views, &weights, grads);
-        Ok(ws.shards.iter().zip(&weights).map(|(sh, w)| sh.loss * w).sum())
+        let loss = ws.shards.iter().zip(&weights).map(|(sh, w)| sh.loss * w).sum();
+        Ok(Some((loss, weights)))
     }
 
     /// [`Network::loss_and_grad`] on the calling thread's share of the machine, without sharding.
@@ -237,7 +262,15 @@ impl Network {
         ws: &mut Workspace,
         grads: &mut [f32],
     ) -> Result<f32, EngineError> {
-        let loss = self.loss_and_grad(params, x, targets, ws, grads)?;
+        // Sharded, the shards' gradients are combined and applied in one pass (`step_weighted`).
+        self.check_targets(x, targets)?;
+        check_grads(params, grads)?;
+        if let Some((loss, weights)) = self.shard_grads(params, x, targets, ws)? {
+            let views: Vec<&[f32]> = ws.shards.iter().map(|sh| sh.grads.as_slice()).collect();
+            optimizer.step_weighted(params, grads, &views, &weights);
+            return Ok(loss);
+        }
+        let loss = self.loss_and_grad_serial(params, x, targets, ws, grads)?;
         optimizer.step(params, grads);
         Ok(loss)
     }
