@@ -27,41 +27,61 @@ pub fn push_send(endpoint: &str, size: usize, count: usize, shoal_framing: bool)
 }
 
 /// Tensor push between two processes over tcp loopback: shoal framing (header + checksummed payload,
-/// decoded and verified on receipt) against raw zero-copy libzmq PUSH/PULL of the same sizes.
-pub fn push(size: usize, count: usize) -> String {
-    let exe = std::env::current_exe().expect("own path");
-    let mut out = Vec::new();
-    for shoal_framing in [false, true] {
-        let ctx = zmq::Context::new();
-        let cfg = SocketConfig { recv_hwm: 64, ..SocketConfig::default() };
-        let pull = transport::socket(&ctx, zmq::PULL, &cfg).expect("socket");
-        pull.set_rcvtimeo(20_000).expect("timeout");
-        pull.bind("tcp://127.0.0.1:*").expect("bind");
-        let endpoint = pull.get_last_endpoint().expect("endpoint").expect("utf-8");
-        let mut child = std::process::Command::new(&exe)
-            .args(["push-send", "--endpoint", &endpoint, "--size", &size.to_string(), "--count", &count.to_string()])
-            .args(if shoal_framing { &["--shoal"][..] } else { &[][..] })
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("spawn sender");
-        // Time from the first message's arrival to the last one's.
-        let mut start = None;
-        let limits = Limits::default();
-        for _ in 0..count {
-            if shoal_framing {
-                let r = transport::recv(&pull, 0, &limits).expect("recv");
-                std::hint::black_box(r.payloads.len());
-            } else {
-                let m = pull.recv_msg(0).expect("recv");
-                std::hint::black_box(m.len());
-            }
-            start.get_or_insert_with(Instant::now);
-        }
-        let secs = start.expect("received").elapsed().as_secs_f64();
-        child.wait().expect("sender");
-        out.push(((count - 1) * size) as f64 / secs / 1e9);
+/// decoded and verified on receipt) against raw zero-copy libzmq PUSH/PULL of the same sizes. The two
+/// alternate `reps` times (raw, shoal, raw, shoal, ...) so that a disturbance of the machine falls on both;
+/// the figures are each side's median.
+pub fn push(size: usize, count: usize, reps: usize) -> String {
+    let mut raw = Vec::new();
+    let mut framed = Vec::new();
+    for _ in 0..reps.max(1) {
+        raw.push(push_once(size, count, false));
+        framed.push(push_once(size, count, true));
     }
-    format!(r#"{{"size": {size}, "raw_gbps": {:.2}, "shoal_gbps": {:.2}}}"#, out[0], out[1])
+    let (raw_med, framed_med) = (median(&mut raw), median(&mut framed));
+    let list = |v: &[f64]| v.iter().map(|g| format!("{g:.2}")).collect::<Vec<_>>().join(", ");
+    format!(
+        r#"{{"size": {size}, "raw_gbps": {raw_med:.2}, "shoal_gbps": {framed_med:.2}, "raw_runs": [{}], "shoal_runs": [{}]}}"#,
+        list(&raw),
+        list(&framed)
+    )
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+}
+
+/// One pass of [`push`]: a sender process, `count` messages, GB/s from the first arrival to the last.
+fn push_once(size: usize, count: usize, shoal_framing: bool) -> f64 {
+    let exe = std::env::current_exe().expect("own path");
+    let ctx = zmq::Context::new();
+    let cfg = SocketConfig { recv_hwm: 64, ..SocketConfig::default() };
+    let pull = transport::socket(&ctx, zmq::PULL, &cfg).expect("socket");
+    pull.set_rcvtimeo(20_000).expect("timeout");
+    pull.bind("tcp://127.0.0.1:*").expect("bind");
+    let endpoint = pull.get_last_endpoint().expect("endpoint").expect("utf-8");
+    let mut child = std::process::Command::new(&exe)
+        .args(["push-send", "--endpoint", &endpoint, "--size", &size.to_string(), "--count", &count.to_string()])
+        .args(if shoal_framing { &["--shoal"][..] } else { &[][..] })
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn sender");
+    let mut start = None;
+    let limits = Limits::default();
+    for _ in 0..count {
+        if shoal_framing {
+            let r = transport::recv(&pull, 0, &limits).expect("recv");
+            std::hint::black_box(r.payloads.len());
+        } else {
+            let m = pull.recv_msg(0).expect("recv");
+            std::hint::black_box(m.len());
+        }
+        start.get_or_insert_with(Instant::now);
+    }
+    let secs = start.expect("received").elapsed().as_secs_f64();
+    child.wait().expect("sender");
+    ((count - 1) * size) as f64 / secs / 1e9
 }
 
 fn tensor_header(seq: u64, payload: &[u8]) -> Header {

@@ -375,7 +375,7 @@ fn main() {
             arg(&args, "--reps", 5),
             args.iter().position(|a| a == "--plugin").map(|i| args[i + 1].as_str()),
         ),
-        Some("push") => bus::push(arg(&args, "--size", 1 << 20), arg(&args, "--count", 2000)),
+        Some("push") => bus::push(arg(&args, "--size", 1 << 20), arg(&args, "--count", 2000), arg(&args, "--reps", 5)),
         Some("push-send") => bus::push_send(
             &args[args.iter().position(|a| a == "--endpoint").expect("--endpoint") + 1],
             arg(&args, "--size", 1 << 20),
