@@ -2,11 +2,12 @@
 """The quality experiments of docs/results.md: job files derived from examples/encoder-mnist.toml, each run
 with `shoal local`, then the test accuracy at chosen rounds printed per job.
 
-Usage: python3 benches/compare/fed_experiments.py [NAME ...]   (default: every job below; ~15 min here)
+Usage: python3 benches/compare/fed_experiments.py [NAME ...]   (default: every job below; about 40 min here)
 Needs a release build (`cargo build --release`) and the fetched data (`shoal data fetch`).
 """
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -57,8 +58,17 @@ JOBS = [
     job("atk-trim02", 60, rule="trimmed-mean", options="{ beta = 0.2 }", attack=True, every=10),
     job("atk-trim03", 60, rule="trimmed-mean", options="{ beta = 0.3 }", attack=True, every=10),
     job("atk-krum3", 60, rule="krum", options="{ f = 3 }", attack=True, every=10),
+    # Multi-Krum (Blanchard et al.'s variant: average the m best-scored updates, here m = n - f = 7).
+    job("clean-mkrum", 60, rule="multi-krum", options="{ f = 3, m = 7 }", every=10),
+    job("atk-mkrum", 60, rule="multi-krum", options="{ f = 3, m = 7 }", attack=True, every=10),
+    # Krum keeps one update per round: how far behind is it after longer runs?
+    job("clean-fedavg150", 150, every=10),
+    job("clean-krum150", 150, rule="krum", options="{ f = 3 }", every=10),
+    job("atk-krum150", 150, rule="krum", options="{ f = 3 }", attack=True, every=10),
     # The pathological non-IID split, longer.
     job("noniid300", 300, partition="shards", every=5),
+    job("noniid-lr005", 300, partition="shards", every=5, lr=0.05),
+    job("noniid-e1", 300, partition="shards", every=5, local_epochs=1),
     job("noniid-avgm", 300, partition="shards", rule="fedavgm", options="{ lr = 1.0, beta = 0.9 }", every=5),
     # The whole 2NN federated, head included (McMahan et al.'s setting), on the pathological split.
     job("noniid-shared", 700, partition="shards", every=10, share_head=True, head_warmup=0),
@@ -79,10 +89,12 @@ def main():
         path = os.path.join(WORK, f"{name}.toml")
         with open(path, "w") as f:
             f.write(text)
+        # A job restarts from its store when one is there: start every experiment from scratch.
+        shutil.rmtree(os.path.join(WORK, name), ignore_errors=True)
         out = subprocess.run([SHOAL, "local", path, "--quiet", "--output", os.path.join(WORK, name)],
                              check=True, capture_output=True, text=True).stdout
         acc = dict(re.findall(r"round +(\d+): accuracy ([0-9.]+%)", out))
-        marks = [r for r in (10, 30, 50, 60, 100, 200, 300, 500, 700) if r <= rounds and str(r) in acc]
+        marks = [r for r in (10, 30, 50, 60, 100, 150, 200, 300, 500, 700) if r <= rounds and str(r) in acc]
         print(f"{name:<14} " + "  ".join(f"r{r} {acc[str(r)]}" for r in marks), flush=True)
 
 
