@@ -34,6 +34,17 @@ pub fn report() -> String {
     }
     let _ = writeln!(s, "rayon threads         {} (set RAYON_NUM_THREADS to change)", rayon::current_num_threads());
     let _ = writeln!(s, "bus protocol          {}.{}", shoal_bus::PROTOCOL_VERSION.0, shoal_bus::PROTOCOL_VERSION.1);
+    let _ = writeln!(s, "payload checksums     XXH3-64, {}", shoal_bus::checksum::label());
+    let malloc = if shoal_bus::malloc::tuned() {
+        format!(
+            "glibc, tuned for large messages (mmap above {} MiB, trim above {} MiB)",
+            shoal_bus::malloc::MMAP_THRESHOLD >> 20,
+            shoal_bus::malloc::TRIM_THRESHOLD >> 20
+        )
+    } else {
+        "the C library's defaults (SHOAL_MALLOC=default, MALLOC_*_ set, or not glibc)".to_string()
+    };
+    let _ = writeln!(s, "allocator             {malloc}");
     let _ = writeln!(s, "plugin ABI            {}", shoal_plugins::ABI_VERSION);
     debug_assert!(Isa::ALL.contains(&r.gemm));
     s

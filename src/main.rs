@@ -308,6 +308,8 @@ struct DemoArgs {
 }
 
 fn main() -> ExitCode {
+    // Before any thread starts: libzmq's per-message buffers then come from the heap (see the module).
+    shoal_bus::malloc::tune_for_large_messages();
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

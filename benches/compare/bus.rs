@@ -265,3 +265,32 @@ pub fn broadcast(size: usize, subs: usize, reps: usize) -> String {
     }
     format!(r#"{{"size": {size}, "subs": {subs}, {}}}"#, parts.join(", "))
 }
+
+/// The payload checksum against the `xxhash-rust` crate it replaces for long inputs, on `size` bytes that
+/// are cached (hashed again and again) and that were just evicted (a 64 MiB sweep between passes), plus a
+/// bare read pass over the same evicted bytes: the floor for any checksum. GB/s, best of `reps`.
+pub fn checksum(size: usize, reps: usize) -> String {
+    use shoal_bus::checksum::{xxh3, xxh3_reference};
+    let data: Vec<u8> = (0..size).map(|i| (i * 31 + i / 7) as u8).collect();
+    let evict = vec![1u8; 64 << 20];
+    let read_pass = |bytes: &[u8]| -> u64 {
+        bytes.chunks_exact(8).fold(0u64, |s, c| s.wrapping_add(u64::from_le_bytes(c.try_into().unwrap())))
+    };
+    let rate = |f: &dyn Fn(&[u8]) -> u64, cold: bool| -> f64 {
+        let mut best = f64::INFINITY;
+        for _ in 0..reps {
+            if cold {
+                std::hint::black_box(evict.iter().step_by(64).map(|&b| b as u64).sum::<u64>());
+            }
+            let t = Instant::now();
+            std::hint::black_box(f(std::hint::black_box(&data)));
+            best = best.min(t.elapsed().as_secs_f64());
+        }
+        size as f64 / best / 1e9
+    };
+    let (ours_hot, crate_hot) = (rate(&xxh3, false), rate(&xxh3_reference, false));
+    let (ours_cold, crate_cold, read_cold) = (rate(&xxh3, true), rate(&xxh3_reference, true), rate(&read_pass, true));
+    format!(
+        r#"{{"size": {size}, "shoal_hot_gbps": {ours_hot:.1}, "crate_hot_gbps": {crate_hot:.1}, "shoal_cold_gbps": {ours_cold:.1}, "crate_cold_gbps": {crate_cold:.1}, "read_cold_gbps": {read_cold:.1}}}"#
+    )
+}

@@ -187,6 +187,11 @@ def rules():
 
 
 def bus_push():
+    for size in (1 << 20, 16 << 20):
+        c = shoal("checksum", "--size", size, "--reps", 20)
+        # No target in the issue: what the push's checksum passes cost, against the crate they replace.
+        print(f"payload checksum {size >> 20:>2} MiB: cached {c['shoal_hot_gbps']:.1f} GB/s (xxhash-rust {c['crate_hot_gbps']:.1f}), "
+              f"evicted {c['shoal_cold_gbps']:.1f} GB/s (xxhash-rust {c['crate_cold_gbps']:.1f}; a bare read pass {c['read_cold_gbps']:.1f})", flush=True)
     for size, count in ((1 << 20, 1500), (16 << 20, 150)):
         # Five raw and five shoal passes, alternating; the medians are compared.
         r = shoal("push", "--size", size, "--count", count, "--reps", 5)

@@ -352,6 +352,8 @@ fn sparse(dir: &std::path::Path, rows: usize, dim: usize) -> String {
 }
 
 fn main() {
+    // As `shoal` does at start: both sides of every bus comparison run with the same allocator settings.
+    shoal_bus::malloc::tune_for_large_messages();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let threads = arg(&args, "--threads", 0);
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("thread pool");
@@ -375,6 +377,7 @@ fn main() {
             arg(&args, "--reps", 5),
             args.iter().position(|a| a == "--plugin").map(|i| args[i + 1].as_str()),
         ),
+        Some("checksum") => bus::checksum(arg(&args, "--size", 1 << 20), arg(&args, "--reps", 20)),
         Some("push") => bus::push(arg(&args, "--size", 1 << 20), arg(&args, "--count", 2000), arg(&args, "--reps", 5)),
         Some("push-send") => bus::push_send(
             &args[args.iter().position(|a| a == "--endpoint").expect("--endpoint") + 1],
@@ -386,7 +389,7 @@ fn main() {
         Some("inproc") => bus::inproc(arg(&args, "--size", 1 << 20), arg(&args, "--count", 2000)),
         Some("mlp") => mlp(arg(&args, "--batch", 256), arg(&args, "--steps", 50), arg(&args, "--reps", 5)),
         _ => {
-            eprintln!("usage: compare wsum|sgemm|mlp|store|sparse|rules|push|broadcast|inproc [--threads T] [--n N] [--p P] [--batch B] [--reps R] [--dir D] [--open-gib G] [--commit-gib G] [--rows R] [--dim D] [--f F] [--plugin LIB]");
+            eprintln!("usage: compare wsum|sgemm|mlp|store|sparse|rules|checksum|push|broadcast|inproc [--threads T] [--n N] [--p P] [--batch B] [--reps R] [--dir D] [--open-gib G] [--commit-gib G] [--rows R] [--dim D] [--f F] [--plugin LIB]");
             std::process::exit(2);
         }
     });

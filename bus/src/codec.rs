@@ -5,8 +5,8 @@
 //! declared shape against its frame's actual size and checksum. Bad input gives a `DecodeError`, never
 //! a panic, and nothing is allocated beyond what the input's size justifies.
 
+use crate::checksum::xxh3;
 use serde::Deserialize;
-use xxhash_rust::xxh3::xxh3_64;
 
 use crate::message::{Dtype, FrameDesc, Header, PROTOCOL_VERSION};
 
@@ -74,7 +74,7 @@ pub struct Message<'a> {
 
 /// Describes a payload frame for a header: its type, shape and checksum.
 pub fn describe(dtype: Dtype, shape: &[u64], bytes: &[u8]) -> FrameDesc {
-    FrameDesc { dtype, shape: shape.to_vec(), checksum: xxh3_64(bytes) }
+    FrameDesc { dtype, shape: shape.to_vec(), checksum: xxh3(bytes) }
 }
 
 /// Describes a payload frame that travels over an inproc socket only: no checksum (0), see
@@ -113,7 +113,7 @@ pub fn decode<'a>(frames: &[&'a [u8]], limits: &Limits) -> Result<Message<'a>, D
                 actual: payload.len(),
             });
         }
-        if limits.verify_checksums && xxh3_64(payload) != desc.checksum {
+        if limits.verify_checksums && xxh3(payload) != desc.checksum {
             return Err(DecodeError::Checksum { index });
         }
     }

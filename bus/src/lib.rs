@@ -8,7 +8,8 @@
 //! heartbeats), while the engine stays free of I/O. This crate knows nothing of the engine: tensors cross
 //! it as raw little-endian frames described by the header.
 //!
-//! The modules, bottom up: the message model ([`message`]) and its bounded codec ([`codec`]); the ZeroMQ
+//! The modules, bottom up: the message model ([`message`]) and its bounded codec ([`codec`]), whose payload
+//! checksums [`checksum`] computes; the ZeroMQ
 //! transport with zero-copy sends and bounded receives ([`transport`]); CURVE keys and the ZAP allowlist
 //! for tcp ([`security`]); and the protocol machines, written without I/O so tests drive them on
 //! simulated time: handshake and liveness ([`session`]), in-order exactly-once delivery ([`reliable`]),
@@ -16,9 +17,14 @@
 //! snapshots and resends (the zguide's Clone pattern); [`fault`] injects loss, duplication and reordering
 //! in front of any of them.
 
+// `unsafe` is allowed only in `checksum` (SIMD), `malloc` and `sockopt` (C calls).
+#![deny(unsafe_code)]
+
 pub mod broadcast;
+pub mod checksum;
 pub mod codec;
 pub mod fault;
+pub mod malloc;
 pub mod message;
 pub mod reliable;
 pub mod request;

@@ -2,7 +2,9 @@
 //!
 //! `ZMQ_ZAP_ENFORCE_DOMAIN` (stable since libzmq 4.3) makes a CURVE server refuse every connection its ZAP
 //! handler has not approved, instead of falling back to "no handler, accept" when the handler is missing.
-//! This is the only `unsafe` in the bus crate.
+//! With `checksum` and `malloc`, this module holds the bus crate's only `unsafe` code.
+
+#![allow(unsafe_code)]
 
 use std::ffi::{c_int, c_void};
 
