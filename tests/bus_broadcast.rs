@@ -2,6 +2,8 @@
 //! ipc and tcp; injected drops, duplicates and reordering still deliver every update exactly once or
 //! inside a snapshot; a stalled subscriber costs the publisher bounded memory and re-syncs.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -25,15 +27,7 @@ fn ipc(name: &str) -> String {
 
 /// Deterministic payload for update `i` of `len` bytes.
 fn payload(i: u64, len: usize) -> Vec<u8> {
-    let mut x = i.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    common::xorshift_bytes(i, len)
 }
 
 fn params_header(p: &[u8]) -> Header {

@@ -1,20 +1,13 @@
 //! The payload checksum's 512-bit path against the `xxhash-rust` crate (the oracle), on every length
 //! class XXH3 distinguishes, block and stripe boundaries, and misaligned starts.
 
+mod common;
+
 use proptest::prelude::*;
 use shoal_bus::checksum::{xxh3, xxh3_reference};
 
-/// Deterministic, non-repeating bytes (a repeating pattern could hide a wrong stripe order).
 fn bytes(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    common::xorshift_bytes(seed, n)
 }
 
 #[test]

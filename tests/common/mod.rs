@@ -34,3 +34,17 @@ pub fn sum_bound(n: usize, abs_sum: f64) -> f64 {
 pub fn close(got: f32, want: f64, rel: f64, abs: f64) -> bool {
     (got as f64 - want).abs() <= rel * want.abs() + abs
 }
+
+/// `len` deterministic bytes from a xorshift stream seeded by `seed`: no period a test could line up
+/// with (a repeating pattern could hide a wrong stripe order or a swapped chunk).
+pub fn xorshift_bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
