@@ -5,9 +5,9 @@
 //! declared shape against its frame's actual size and checksum. Bad input gives a `DecodeError`, never
 //! a panic, and nothing is allocated beyond what the input's size justifies.
 
-use crate::checksum::xxh3;
 use serde::Deserialize;
 
+use crate::checksum::xxh3;
 use crate::message::{Dtype, FrameDesc, Header, PROTOCOL_VERSION};
 
 /// What a decoder accepts. Defaults suit parameter traffic: one message up to 2 GiB in up to 1024

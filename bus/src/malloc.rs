@@ -5,9 +5,8 @@
 //! with `munmap`, until a dynamic threshold adapts. The memory at the top of each heap is given back to the
 //! kernel as soon as 128 KiB are free. So the I/O thread keeps faulting fresh zero pages in and the
 //! kernel keeps zeroing them. `perf` showed those faults inside libzmq's receive copies. Two settings stop
-//! it:
-//! blocks up to [`MMAP_THRESHOLD`] come from the heap, and up to [`TRIM_THRESHOLD`] of free memory stays
-//! with the process. The cost is that memory once used for messages is kept for reuse and not returned.
+//! it: blocks up to [`MMAP_THRESHOLD`] come from the heap, and up to [`TRIM_THRESHOLD`] of free memory
+//! stays with the process. The cost is that memory once used for messages is kept for reuse and not returned.
 //! A training process holds parameters and optimizer state many times that size anyway.
 //!
 //! Measured on a tcp push of 1 MiB tensors between two processes (docs/benchmarks.md): raw libzmq and shoal
