@@ -504,6 +504,10 @@ fn run_job_as(config: Option<PathBuf>, args: JobArgs, link: Option<LinkArgs>, em
             bar.set_message(format!("accuracy {acc}"));
             say(line);
         }
+        MasterEvent::Fitted { accuracy, epochs } => say(format!(
+            "fitted: accuracy {:.2}% (the final encoder with a fresh probe head, {epochs} epochs on the validation split)",
+            accuracy * 100.0
+        )),
         MasterEvent::Log(l) => say(l),
     };
     let report = if embedded {
@@ -514,10 +518,12 @@ fn run_job_as(config: Option<PathBuf>, args: JobArgs, link: Option<LinkArgs>, em
     }
     .context("running the job")?;
     bar.finish_and_clear();
+    let pct = |a: Option<f64>| a.map_or("-".to_string(), |a| format!("{:.2}%", a * 100.0));
     println!(
-        "done in {:.1} s: final test accuracy {} (shared encoder + the master's probe head)",
+        "done in {:.1} s: final test accuracy {} (shared encoder + the master's probe head), {} with a head fitted to the final encoder",
         report.seconds,
-        report.final_accuracy().map_or("-".into(), |a| format!("{:.2}%", a * 100.0))
+        pct(report.final_accuracy()),
+        pct(report.fitted_accuracy)
     );
     for p in &report.outputs {
         println!("  wrote {}", p.display());

@@ -232,3 +232,40 @@ fn with_share_head_the_head_is_merged_and_stored_too() {
     let names: Vec<&str> = store.tensors().iter().map(|t| t.name.as_str()).collect();
     assert!(names.contains(&"encoder.0.weight") && names.contains(&"head.weight"), "{names:?}");
 }
+
+/// `head_init = "common"`: every child starts its private head from the same values. The option reaches
+/// the children (the encoder differs from the default's), the run stays deterministic (two runs agree bit
+/// for bit), the job still learns, and the stored encoder holds no head.
+#[test]
+fn with_a_common_head_init_the_children_start_alike_and_the_run_is_reproducible() {
+    let data = mnist();
+    let run = |name: &str, common: bool| {
+        let mut cfg = config(name, "");
+        cfg.seed = 17;
+        cfg.training.head_warmup = 0;
+        if common {
+            cfg.encoder.head_init = shoal::federated::config::HeadInit::Common;
+        }
+        let specs = child_specs(&cfg, &data);
+        let (report, _) = run_local_with(&cfg, data.clone(), specs, &mut quiet).unwrap_or_else(|e| panic!("{e}"));
+        let store = Store::open(&cfg.output_dir().join("encoder.shoal")).unwrap();
+        let names: Vec<String> = store.tensors().iter().map(|t| t.name.clone()).collect();
+        assert!(names.iter().all(|n| n.starts_with("encoder.")), "a head left the children: {names:?}");
+        let fitted = report.fitted_accuracy.expect("a head fitted to the final encoder");
+        assert!(fitted > 0.85, "{fitted}");
+        (store.params().to_vec(), report.final_accuracy().unwrap())
+    };
+    let (common, acc) = run("head-common-a", true);
+    let (again, _) = run("head-common-b", true);
+    let (own, _) = run("head-child", false);
+    assert!(acc > 0.85, "{acc}");
+    assert!(common.iter().zip(&again).all(|(a, b)| a.to_bits() == b.to_bits()), "two common-head runs differ");
+    assert!(common.iter().zip(&own).any(|(a, b)| a != b), "head_init made no difference");
+}
+
+#[test]
+fn an_unknown_head_init_is_refused_naming_the_field() {
+    let bad = "job = \"x\"\n[encoder]\ntype = \"image28x28\"\nhidden = [8]\nhead_init = \"shared\"\n";
+    let err = JobConfig::parse(bad).unwrap_err().to_string();
+    assert!(err.contains("head_init") && err.contains("shared"), "{err}");
+}

@@ -18,7 +18,7 @@ BASE = open(os.path.join(ROOT, "examples", "encoder-mnist.toml")).read()
 
 
 def job(name, rounds, rule=None, options=None, attack=False, partition=None, local_epochs=None, batch=None,
-        lr=None, every=None, share_head=False, head_warmup=None):
+        lr=None, every=None, share_head=False, head_warmup=None, head_init=None):
     """The demo's job file with the given settings changed."""
     s = BASE.replace('job = "encoder-mnist"', f'job = "{name}"')
     s = re.sub(r"rounds = 60 .*", f"rounds = {rounds}", s)
@@ -38,6 +38,8 @@ def job(name, rounds, rule=None, options=None, attack=False, partition=None, loc
         s = re.sub(r"every = 1 .*", f"every = {every}", s)
     if share_head:
         s = s.replace('activation = "relu"\n', 'activation = "relu"\nshare_head = true\n')
+    if head_init:
+        s = s.replace('activation = "relu"\n', f'activation = "relu"\nhead_init = "{head_init}"\n')
     if head_warmup is not None:
         s = re.sub(r"head_warmup = 1 .*", f"head_warmup = {head_warmup}", s)
     s = s.replace('endpoint = "inproc://shoal-encoder-mnist"', f'endpoint = "inproc://shoal-{name}"')
@@ -69,6 +71,9 @@ JOBS = [
     job("noniid300", 300, partition="shards", every=5),
     job("noniid-lr005", 300, partition="shards", every=5, lr=0.05),
     job("noniid-e1", 300, partition="shards", every=5, local_epochs=1),
+    # Private heads that start each round from the same values for every child (head_init = "common").
+    job("noniid-common", 500, partition="shards", every=5, head_warmup=0, head_init="common"),
+    job("iid-common", 60, every=10, head_warmup=0, head_init="common"),
     job("noniid-avgm", 300, partition="shards", rule="fedavgm", options="{ lr = 1.0, beta = 0.9 }", every=5),
     # The whole 2NN federated, head included (McMahan et al.'s setting), on the pathological split.
     job("noniid-shared", 700, partition="shards", every=10, share_head=True, head_warmup=0),
@@ -95,7 +100,9 @@ def main():
                              check=True, capture_output=True, text=True).stdout
         acc = dict(re.findall(r"round +(\d+): accuracy ([0-9.]+%)", out))
         marks = [r for r in (10, 30, 50, 60, 100, 150, 200, 300, 500, 700) if r <= rounds and str(r) in acc]
-        print(f"{name:<14} " + "  ".join(f"r{r} {acc[str(r)]}" for r in marks), flush=True)
+        fitted = re.search(r"fitted: accuracy ([0-9.]+%)", out)
+        print(f"{name:<14} " + "  ".join(f"r{r} {acc[str(r)]}" for r in marks)
+              + (f"  | fitted head {fitted.group(1)}" if fitted else ""), flush=True)
 
 
 if __name__ == "__main__":

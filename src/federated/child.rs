@@ -10,7 +10,7 @@ use shoal_bus::Kind;
 use shoal_engine::model::{HeadKind, Network, NetworkSpec, Optimizer, OptimizerKind, SplitMix, Targets};
 
 use super::JobError;
-use super::config::TransportConfig;
+use super::config::{HeadInit, TransportConfig};
 use super::data::JobData;
 use super::wire::{Link, meta, tensor};
 use crate::data::Samples;
@@ -214,6 +214,8 @@ struct Trainer {
     seed: u64,
     id: u32,
     head_warmup: usize,
+    /// Every child starts each round's head from the same values (`head_init = "common"`).
+    common_head: bool,
 }
 
 impl Trainer {
@@ -256,6 +258,7 @@ impl Trainer {
             seed,
             id,
             head_warmup: meta(h, "head_warmup").unwrap_or(1),
+            common_head: meta::<HeadInit>(h, "head_init").ok_or_else(|| bad("head_init"))? == HeadInit::Common,
             net,
         })
     }
@@ -270,10 +273,12 @@ impl Trainer {
                 self.shared_len
             )));
         }
-        // A child keeps no state between rounds: its head and its shuffling start from (seed, child, round).
+        // A child keeps no state between rounds: its head and its shuffling start from (seed, child, round),
+        // or its head from the job's seed alone (`head_init = "common"`, the same head for every child).
         // A restarted child, or a master that resumes a round, gets exactly the update a crash-free run
         // would have produced.
-        self.params = self.net.init_params(self.seed ^ (self.id as u64 + 1) << 32 ^ round << 16).to_vec();
+        let head_seed = if self.common_head { self.seed } else { self.seed ^ (self.id as u64 + 1) << 32 ^ round << 16 };
+        self.params = self.net.init_params(head_seed).to_vec();
         self.rng = SplitMix::new(self.seed ^ self.id as u64 ^ round << 40);
         self.params[..self.shared_len].copy_from_slice(shared);
         let batch = if self.batch == 0 { self.indices.len() } else { self.batch }.max(1);

@@ -21,10 +21,23 @@ use crate::data::Samples;
 
 /// What the master tells whoever runs it, as it happens.
 pub enum MasterEvent<'a> {
-    Resumed { round: u64 },
-    Joined { children: usize, expected: usize },
-    Confirmed { confirmed: usize, declined: &'a [(u32, String)] },
+    Resumed {
+        round: u64,
+    },
+    Joined {
+        children: usize,
+        expected: usize,
+    },
+    Confirmed {
+        confirmed: usize,
+        declined: &'a [(u32, String)],
+    },
     Round(&'a RoundStats),
+    /// After the last round: the final encoder's test accuracy with a probe head fitted to it alone.
+    Fitted {
+        accuracy: f64,
+        epochs: usize,
+    },
     Log(String),
 }
 
@@ -285,6 +298,13 @@ pub fn run_master(
         report.rounds.push(stats);
     }
     finish(&mut link, &members, &format!("finished after {} rounds", cfg.training.rounds));
+    if cfg.eval.final_probe_epochs > 0 {
+        // A head of its own for the final encoder, from the same initial values as the per-round probe.
+        let mut fitted = Probe::new(probe.net.clone(), cfg.seed, encoder_len);
+        let accuracy = fitted.evaluate(&params[..encoder_len], typed.val, typed.test, cfg.eval.final_probe_epochs)?;
+        report.fitted_accuracy = Some(accuracy);
+        events(MasterEvent::Fitted { accuracy, epochs: cfg.eval.final_probe_epochs });
+    }
     report.confirmed = confirmed.len();
     report.declined = declined;
     report.bad_messages = bad;
@@ -308,6 +328,7 @@ fn instruction(link: &mut Link, cfg: &JobConfig, shape: (usize, usize)) -> shoal
         ("seed", cfg.seed.to_string()),
         ("rounds", cfg.training.rounds.to_string()),
         ("share_head", cfg.encoder.share_head.to_string()),
+        ("head_init", cfg.encoder.head_init.name().to_string()),
         ("input", shape.0.to_string()),
         ("classes", shape.1.to_string()),
     ] {

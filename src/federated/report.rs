@@ -49,6 +49,9 @@ pub struct JobReport {
     pub bad_messages: u64,
     pub seconds: f64,
     pub outputs: Vec<PathBuf>,
+    /// Test accuracy of the final encoder with a fresh probe head fitted to it alone
+    /// (`eval.final_probe_epochs` epochs on the validation split), or `None` when that is off.
+    pub fitted_accuracy: Option<f64>,
 }
 
 fn json_str(s: &str) -> String {
@@ -104,7 +107,7 @@ impl JobReport {
             })
             .collect();
         format!(
-            "{{\n  \"job\": {},\n  \"rule\": {},\n  \"start_round\": {},\n  \"confirmed\": {},\n  \"declined\": {},\n  \"bad_messages\": {},\n  \"seconds\": {:.3},\n  \"final_accuracy\": {},\n  \"rounds\": [\n{}\n  ]\n}}\n",
+            "{{\n  \"job\": {},\n  \"rule\": {},\n  \"start_round\": {},\n  \"confirmed\": {},\n  \"declined\": {},\n  \"bad_messages\": {},\n  \"seconds\": {:.3},\n  \"final_accuracy\": {},\n  \"fitted_accuracy\": {},\n  \"rounds\": [\n{}\n  ]\n}}\n",
             json_str(&self.job),
             json_str(&self.rule),
             self.start_round,
@@ -113,6 +116,7 @@ impl JobReport {
             self.bad_messages,
             self.seconds,
             opt(self.final_accuracy()),
+            opt(self.fitted_accuracy),
             rounds.join(",\n")
         )
     }
