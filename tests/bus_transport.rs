@@ -167,9 +167,7 @@ fn messages_cross_process_boundaries_over_ipc_and_tcp() {
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[test]
 fn the_allocator_settings_take_on_glibc() {
-    let operator = ["MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"].iter().any(|v| std::env::var_os(v).is_some())
-        || std::env::var("SHOAL_MALLOC").is_ok_and(|v| v == "default");
-    if operator {
+    if shoal_bus::malloc::left_to_the_operator() {
         assert!(!shoal_bus::malloc::tune_for_large_messages(), "an operator's setting was overridden");
         return;
     }

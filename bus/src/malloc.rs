@@ -30,15 +30,20 @@ pub const TRIM_THRESHOLD: usize = 256 << 20;
 /// is not glibc). An operator's `MALLOC_MMAP_THRESHOLD_` or `MALLOC_TRIM_THRESHOLD_` environment variable
 /// is respected: then nothing is changed. So is `SHOAL_MALLOC=default`, which keeps glibc's defaults.
 pub fn tune_for_large_messages() -> bool {
-    if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_some()
-        || std::env::var_os("MALLOC_TRIM_THRESHOLD_").is_some()
-        || std::env::var("SHOAL_MALLOC").is_ok_and(|v| v == "default")
-    {
+    if left_to_the_operator() {
         return false;
     }
     let done = set(MMAP_THRESHOLD, TRIM_THRESHOLD);
     TUNED.store(done, Ordering::Relaxed);
     done
+}
+
+/// Whether the environment keeps the allocator's settings out of shoal's hands: `MALLOC_MMAP_THRESHOLD_`
+/// or `MALLOC_TRIM_THRESHOLD_` set, or `SHOAL_MALLOC=default`.
+pub fn left_to_the_operator() -> bool {
+    std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_some()
+        || std::env::var_os("MALLOC_TRIM_THRESHOLD_").is_some()
+        || std::env::var("SHOAL_MALLOC").is_ok_and(|v| v == "default")
 }
 
 /// Whether [`tune_for_large_messages`] has changed this process's allocator settings.

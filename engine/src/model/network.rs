@@ -164,8 +164,8 @@ impl Network {
         grads: &mut [f32],
     ) -> Result<f32, EngineError> {
         check_grads(params, grads)?;
-        self.check_targets(x, targets)?;
-        match self.shard_grads(params, x, targets, ws)? {
+        let rows = self.check_targets(x, targets)?;
+        match self.shard_grads(params, x, rows, targets, ws)? {
             None => self.loss_and_grad_serial(params, x, targets, ws, grads),
             Some((loss, weights)) => {
                 let views: Vec<&[f32]> = ws.shards.iter().map(|sh| sh.grads.as_slice()).collect();
@@ -176,8 +176,8 @@ impl Network {
     }
 
     /// Checked before sharding, so the sharded path, which slices targets per shard, rejects exactly what
-    /// the serial path rejects.
-    fn check_targets(&self, x: &[f32], targets: Targets) -> Result<(), EngineError> {
+    /// the serial path rejects. Returns the batch's row count.
+    fn check_targets(&self, x: &[f32], targets: Targets) -> Result<usize, EngineError> {
         let rows = self.check_input(x)?;
         let (what, expected, got) = match targets {
             Targets::Classes(c) => ("class targets", rows, c.len()),
@@ -186,20 +186,21 @@ impl Network {
         if expected != got {
             return Err(EngineError::Shape { what, expected, got });
         }
-        Ok(())
+        Ok(rows)
     }
 
     /// The sharded half of [`Network::loss_and_grad`]: each shard's gradient into `ws.shards`, and the
     /// batch loss with the shards' weights (rows / batch rows). `None` when the batch is not sharded (one
-    /// thread, or too few rows); targets must already be checked.
+    /// thread, or too few rows); `x` and targets must already be checked (`rows` is what
+    /// [`Network::check_targets`] returned).
     fn shard_grads(
         &self,
         params: &[f32],
         x: &[f32],
+        rows: usize,
         targets: Targets,
         ws: &mut Workspace,
     ) -> Result<Option<(f32, Vec<f32>)>, EngineError> {
-        let rows = self.check_input(x)?;
         let shards = rayon::current_num_threads().min(rows / MIN_SHARD_ROWS);
         if shards <= 1 {
             return Ok(None);
@@ -263,9 +264,9 @@ impl Network {
         grads: &mut [f32],
     ) -> Result<f32, EngineError> {
         // Sharded, the shards' gradients are combined and applied in one pass (`step_weighted`).
-        self.check_targets(x, targets)?;
+        let rows = self.check_targets(x, targets)?;
         check_grads(params, grads)?;
-        if let Some((loss, weights)) = self.shard_grads(params, x, targets, ws)? {
+        if let Some((loss, weights)) = self.shard_grads(params, x, rows, targets, ws)? {
             let views: Vec<&[f32]> = ws.shards.iter().map(|sh| sh.grads.as_slice()).collect();
             optimizer.step_weighted(params, grads, &views, &weights);
             return Ok(loss);
