@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use shoal_bus::transport::{self, SocketConfig};
-use shoal_bus::{Dtype, Header, Kind, Limits, describe, describe_in_process};
+use shoal_bus::{Dtype, Header, Kind, Limits, PayloadBuilder, describe, describe_in_process};
 
 /// Child side of `push`: connects and sends `count` messages of `size` bytes, raw or with shoal framing.
 pub fn push_send(endpoint: &str, size: usize, count: usize, shoal_framing: bool) -> String {
@@ -14,22 +14,25 @@ pub fn push_send(endpoint: &str, size: usize, count: usize, shoal_framing: bool)
     push.connect(endpoint).expect("connect");
     for i in 0..count {
         // A fresh buffer per message, as a worker's update would be (both modes pay the same allocation).
-        let payload = vec![i as u8; size];
+        // Shoal's producer writes through the payload builder, which hashes each piece as it lands.
         if shoal_framing {
+            let mut builder = PayloadBuilder::with_capacity(size);
+            builder.extend_with(size, |_, piece| piece.fill(i as u8));
+            let (desc, payload) = builder.finish(Dtype::U8, &[size as u64]);
             let mut h = Header::new(Kind::Update, 1, "bench", i as u64);
-            h.frames = vec![describe(Dtype::U8, &[size as u64], &payload)];
+            h.frames = vec![desc];
             transport::send(&push, &[], &h, vec![payload]).expect("send");
         } else {
-            push.send(zmq::Message::from(payload), 0).expect("send");
+            push.send(zmq::Message::from(vec![i as u8; size]), 0).expect("send");
         }
     }
     String::from("{}")
 }
 
 /// Tensor push between two processes over tcp loopback: shoal framing (header + checksummed payload,
-/// decoded and verified on receipt) against raw zero-copy libzmq PUSH/PULL of the same sizes. The two
+/// built with [`PayloadBuilder`], decoded and verified on receipt) against raw zero-copy libzmq PUSH/PULL of the same sizes. The two
 /// alternate `reps` times (raw, shoal, raw, shoal, ...) so that a disturbance of the machine falls on both;
-/// the figures are each side's median.
+/// the figures are each side's median, and the median of the ratios of adjacent passes.
 pub fn push(size: usize, count: usize, reps: usize) -> String {
     let mut raw = Vec::new();
     let mut framed = Vec::new();
@@ -37,12 +40,14 @@ pub fn push(size: usize, count: usize, reps: usize) -> String {
         raw.push(push_once(size, count, false));
         framed.push(push_once(size, count, true));
     }
-    let (raw_med, framed_med) = (median(&mut raw), median(&mut framed));
+    // Each shoal pass against the raw pass just before it: a slow drift of the machine cancels out.
+    let mut pairs: Vec<f64> = raw.iter().zip(&framed).map(|(r, s)| s / r).collect();
     let list = |v: &[f64]| v.iter().map(|g| format!("{g:.2}")).collect::<Vec<_>>().join(", ");
+    let (raw_list, framed_list, pair_list) = (list(&raw), list(&framed), list(&pairs));
+    let (raw_med, framed_med, pair_med) = (median(&mut raw), median(&mut framed), median(&mut pairs));
     format!(
-        r#"{{"size": {size}, "raw_gbps": {raw_med:.2}, "shoal_gbps": {framed_med:.2}, "raw_runs": [{}], "shoal_runs": [{}]}}"#,
-        list(&raw),
-        list(&framed)
+        r#"{{"size": {size}, "raw_gbps": {raw_med:.2}, "shoal_gbps": {framed_med:.2}, "ratio_of_medians": {:.3}, "median_pair_ratio": {pair_med:.3}, "raw_runs": [{raw_list}], "shoal_runs": [{framed_list}], "pair_ratios": [{pair_list}]}}"#,
+        framed_med / raw_med
     )
 }
 
@@ -292,5 +297,54 @@ pub fn checksum(size: usize, reps: usize) -> String {
     let (ours_cold, crate_cold, read_cold) = (rate(&xxh3, true), rate(&xxh3_reference, true), rate(&read_pass, true));
     format!(
         r#"{{"size": {size}, "shoal_hot_gbps": {ours_hot:.1}, "crate_hot_gbps": {crate_hot:.1}, "shoal_cold_gbps": {ours_cold:.1}, "crate_cold_gbps": {crate_cold:.1}, "read_cold_gbps": {read_cold:.1}}}"#
+    )
+}
+
+/// The cost of producing a checksummed payload of `size` bytes, against producing the same bytes with no
+/// checksum. Two producers: a generator (a fill, as `push` sends) and a copy of an existing tensor (as a
+/// node sends its parameters). Each is measured three ways: unchecked, hashed after the fact
+/// ([`describe`]), and hashed piece by piece as it is written ([`shoal_bus::PayloadBuilder`]). Every pass
+/// allocates a fresh buffer, as a send does. GB/s of payload produced, median of `reps`.
+pub fn payload(size: usize, reps: usize) -> String {
+    let src: Vec<u8> = (0..size).map(|i| (i * 31 + i / 7) as u8).collect();
+    let evict = vec![1u8; 64 << 20];
+    let rate = |f: &dyn Fn(u8) -> (Vec<u8>, u64)| -> f64 {
+        let mut times = Vec::with_capacity(reps);
+        for rep in 0..reps {
+            // The source, when there is one, comes from memory as a node's parameters would.
+            std::hint::black_box(evict.iter().step_by(64).map(|&b| b as u64).sum::<u64>());
+            let t = Instant::now();
+            let out = std::hint::black_box(f(rep as u8));
+            times.push(t.elapsed().as_secs_f64());
+            drop(out);
+        }
+        size as f64 / median(&mut times) / 1e9
+    };
+    let fill_plain = rate(&|b| (vec![b; size], 0));
+    let fill_after = rate(&|b| {
+        let v = vec![b; size];
+        let c = describe(Dtype::U8, &[size as u64], &v).checksum;
+        (v, c)
+    });
+    let fill_built = rate(&|b| {
+        let mut w = PayloadBuilder::with_capacity(size);
+        w.extend_with(size, |_, piece| piece.fill(b));
+        let (d, v) = w.finish(Dtype::U8, &[size as u64]);
+        (v, d.checksum)
+    });
+    let copy_plain = rate(&|_| (src.to_vec(), 0));
+    let copy_after = rate(&|_| {
+        let v = src.to_vec();
+        let c = describe(Dtype::U8, &[size as u64], &v).checksum;
+        (v, c)
+    });
+    let copy_built = rate(&|_| {
+        let mut w = PayloadBuilder::with_capacity(size);
+        w.extend_from_slice(&src);
+        let (d, v) = w.finish(Dtype::U8, &[size as u64]);
+        (v, d.checksum)
+    });
+    format!(
+        r#"{{"size": {size}, "fill_gbps": {{"unchecked": {fill_plain:.1}, "hashed_after": {fill_after:.1}, "builder": {fill_built:.1}}}, "copy_gbps": {{"unchecked": {copy_plain:.1}, "hashed_after": {copy_after:.1}, "builder": {copy_built:.1}}}}}"#
     )
 }

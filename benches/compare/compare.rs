@@ -378,6 +378,7 @@ fn main() {
             args.iter().position(|a| a == "--plugin").map(|i| args[i + 1].as_str()),
         ),
         Some("checksum") => bus::checksum(arg(&args, "--size", 1 << 20), arg(&args, "--reps", 20)),
+        Some("payload") => bus::payload(arg(&args, "--size", 16 << 20), arg(&args, "--reps", 21)),
         Some("push") => bus::push(arg(&args, "--size", 1 << 20), arg(&args, "--count", 2000), arg(&args, "--reps", 5)),
         Some("push-send") => bus::push_send(
             &args[args.iter().position(|a| a == "--endpoint").expect("--endpoint") + 1],
@@ -389,7 +390,7 @@ fn main() {
         Some("inproc") => bus::inproc(arg(&args, "--size", 1 << 20), arg(&args, "--count", 2000)),
         Some("mlp") => mlp(arg(&args, "--batch", 256), arg(&args, "--steps", 50), arg(&args, "--reps", 5)),
         _ => {
-            eprintln!("usage: compare wsum|sgemm|mlp|store|sparse|rules|checksum|push|broadcast|inproc [--threads T] [--n N] [--p P] [--batch B] [--reps R] [--dir D] [--open-gib G] [--commit-gib G] [--rows R] [--dim D] [--f F] [--plugin LIB]");
+            eprintln!("usage: compare wsum|sgemm|mlp|store|sparse|rules|checksum|payload|push|broadcast|inproc [--threads T] [--n N] [--p P] [--batch B] [--reps R] [--dir D] [--open-gib G] [--commit-gib G] [--rows R] [--dim D] [--f F] [--plugin LIB]");
             std::process::exit(2);
         }
     });

@@ -45,6 +45,119 @@ pub fn label() -> &'static str {
     "xxhash-rust (compiled in)"
 }
 
+/// XXH3-64 (seed 0) of bytes that arrive in pieces: `update` with each piece in order, then `digest`
+/// gives what [`xxh3`] gives for all of them at once. A producer that hashes each piece right after
+/// writing it hashes bytes that are still in its cache, so the checksum costs no pass over memory.
+///
+/// With AVX-512F, whole 1 KiB blocks are hashed straight from the caller's pieces by the same loop as
+/// [`xxh3`]; only the newest block, which may turn out to be the last, is held back in a buffer (XXH3
+/// treats the last block differently). Without it the crate's streaming hasher does the work.
+pub struct Xxh3Stream {
+    state: Stream,
+}
+
+enum Stream {
+    #[cfg(target_arch = "x86_64")]
+    Avx512(Box<Blocks>),
+    Crate(Box<xxhash_rust::xxh3::Xxh3>),
+}
+
+/// The 512-bit path's state between pieces.
+#[cfg(target_arch = "x86_64")]
+struct Blocks {
+    acc: [u64; 8],
+    /// Bytes seen so far.
+    len: usize,
+    /// The bytes after the last hashed block: at most one block, which is hashed once more bytes follow.
+    pending: [u8; BLOCK],
+    pending_len: usize,
+    /// The last 64 bytes of the last hashed block: XXH3's final stripe is the input's last 64 bytes,
+    /// which reach back into that block when fewer than 64 bytes follow it.
+    behind: [u8; STRIPE],
+}
+
+impl Default for Xxh3Stream {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Xxh3Stream {
+    pub fn new() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        if avx512::available() {
+            let blocks = Blocks { acc: ACC_INIT, len: 0, pending: [0; BLOCK], pending_len: 0, behind: [0; STRIPE] };
+            return Self { state: Stream::Avx512(Box::new(blocks)) };
+        }
+        Self { state: Stream::Crate(Box::default()) }
+    }
+
+    /// Adds the next piece of the input.
+    pub fn update(&mut self, mut bytes: &[u8]) {
+        let s = match &mut self.state {
+            #[cfg(target_arch = "x86_64")]
+            Stream::Avx512(s) => s,
+            Stream::Crate(h) => return h.update(bytes),
+        };
+        s.len += bytes.len();
+        // Top up the held-back block; once it is full and more bytes follow, it is not the last: hash it.
+        if s.pending_len > 0 || bytes.len() <= BLOCK {
+            let take = (BLOCK - s.pending_len).min(bytes.len());
+            s.pending[s.pending_len..s.pending_len + take].copy_from_slice(&bytes[..take]);
+            s.pending_len += take;
+            bytes = &bytes[take..];
+            if bytes.is_empty() {
+                return;
+            }
+            s.hash_blocks(None);
+        }
+        // Whole blocks straight from `bytes`, all but the newest, which is held back.
+        let direct = (bytes.len() - 1) / BLOCK;
+        if direct > 0 {
+            s.hash_blocks(Some(&bytes[..direct * BLOCK]));
+            bytes = &bytes[direct * BLOCK..];
+        }
+        s.pending[..bytes.len()].copy_from_slice(bytes);
+        s.pending_len = bytes.len();
+    }
+
+    /// The XXH3-64 of every byte passed to `update`.
+    pub fn digest(&self) -> u64 {
+        let s = match &self.state {
+            #[cfg(target_arch = "x86_64")]
+            Stream::Avx512(s) => s,
+            Stream::Crate(h) => return h.digest(),
+        };
+        if s.len <= MID_SIZE_MAX {
+            // Nothing was hashed yet: the whole input is the held-back block.
+            return xxh3_64(&s.pending[..s.pending_len]);
+        }
+        let tail = &s.pending[..s.pending_len];
+        let mut last = [0u8; STRIPE];
+        let from_behind = STRIPE.saturating_sub(tail.len());
+        last[..from_behind].copy_from_slice(&s.behind[STRIPE - from_behind..]);
+        last[from_behind..].copy_from_slice(&tail[tail.len() - (STRIPE - from_behind)..]);
+        // SAFETY: a `Blocks` state exists only when the CPU has AVX-512F (`new`).
+        unsafe { avx512::finish(s.acc, tail, &last, s.len) }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Blocks {
+    /// Hashes the held-back block (`None`, which must be full) or the whole blocks of `direct`, and
+    /// remembers the last 64 bytes hashed.
+    fn hash_blocks(&mut self, direct: Option<&[u8]>) {
+        let data = direct.unwrap_or(&self.pending[..]);
+        debug_assert!(!data.is_empty() && data.len().is_multiple_of(BLOCK));
+        // SAFETY: a `Blocks` state exists only when the CPU has AVX-512F (`Xxh3Stream::new`), and `data`
+        // is `data.len() / BLOCK` whole blocks.
+        unsafe { avx512::blocks(&mut self.acc, data.as_ptr(), data.len() / BLOCK) };
+        let behind: [u8; STRIPE] = data[data.len() - STRIPE..].try_into().expect("a block holds a stripe");
+        self.behind = behind;
+        self.pending_len = 0;
+    }
+}
+
 /// XXH3's inputs up to this length take its short and mid-size paths.
 const MID_SIZE_MAX: usize = 240;
 
@@ -134,6 +247,79 @@ mod avx512 {
         unsafe { _mm512_loadu_si512(SECRET.as_ptr().add(offset).cast()) }
     }
 
+    /// The stripe keys of a block, the scramble key and the last stripe's key, loaded once per call.
+    struct Keys {
+        stripes: [__m512i; STRIPES_PER_BLOCK],
+        scramble: __m512i,
+        last: __m512i,
+    }
+
+    impl Keys {
+        #[target_feature(enable = "avx512f")]
+        fn load() -> Self {
+            // SAFETY, for every `secret_at`: AVX-512F is enabled for this function, and the offsets are
+            // 8 n for n < 16 (at most 120), 128 and 121, each at most 192 - 64.
+            Self {
+                stripes: std::array::from_fn(|n| unsafe { secret_at(8 * n) }),
+                scramble: unsafe { secret_at(SECRET.len() - STRIPE) },
+                last: unsafe { secret_at(SECRET.len() - STRIPE - 7) },
+            }
+        }
+    }
+
+    /// Hashes `blocks` whole blocks starting at `data` into `acc`, each followed by a scramble.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F and `data` must be readable for `blocks * 1024` bytes.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn blocks(acc: &mut [u64; 8], data: *const u8, blocks: usize) {
+        let keys = Keys::load();
+        // SAFETY: `acc` is 64 readable bytes; the load is unaligned.
+        let mut a = unsafe { _mm512_loadu_si512(acc.as_ptr().cast()) };
+        for b in 0..blocks {
+            let base = data.wrapping_add(b * BLOCK);
+            // Within a block the stripes only add into `acc`, so the data words can be summed unswapped
+            // and swapped once per block: one shuffle per block instead of one per stripe (the sum
+            // modulo 2^64 is the same in any order).
+            let mut products = _mm512_setzero_si512();
+            let mut words = _mm512_setzero_si512();
+            for (n, key) in keys.stripes.iter().enumerate() {
+                // A prefetch never faults, so its address may lie past the input (hence `wrapping_add`).
+                _mm_prefetch::<_MM_HINT_T0>(base.wrapping_add(n * STRIPE + PREFETCH_AHEAD).cast());
+                // SAFETY: block `b < blocks` lies inside the caller's `blocks * 1024` readable bytes; the
+                // load is unaligned.
+                let d = unsafe { _mm512_loadu_si512(base.add(n * STRIPE).cast()) };
+                let keyed = _mm512_xor_si512(d, *key);
+                products = _mm512_add_epi64(products, _mm512_mul_epu32(keyed, _mm512_srli_epi64::<32>(keyed)));
+                words = _mm512_add_epi64(words, d);
+            }
+            let swapped = _mm512_shuffle_epi32::<0b01_00_11_10>(words);
+            a = scramble(_mm512_add_epi64(a, _mm512_add_epi64(products, swapped)), keys.scramble);
+        }
+        // SAFETY: `acc` is 64 writable bytes; the store is unaligned.
+        unsafe { _mm512_storeu_si512(acc.as_mut_ptr().cast(), a) };
+    }
+
+    /// The end of the long path: the stripes of the last, partial or whole, block (`tail`, 1 to 1024
+    /// bytes), then the input's last 64 bytes (`last`) with their own key, then the merge.
+    #[target_feature(enable = "avx512f")]
+    pub fn finish(mut acc: [u64; 8], tail: &[u8], last: &[u8; STRIPE], len: usize) -> u64 {
+        debug_assert!((1..=BLOCK).contains(&tail.len()));
+        let keys = Keys::load();
+        // SAFETY: `acc` is 64 readable bytes; the load is unaligned.
+        let mut a = unsafe { _mm512_loadu_si512(acc.as_ptr().cast()) };
+        let tail_stripes = (tail.len() - 1) / STRIPE;
+        for (n, key) in keys.stripes.iter().take(tail_stripes).enumerate() {
+            // SAFETY: stripe `n < tail_stripes` ends at `(n + 1) * 64 <= tail.len() - 1`.
+            a = unsafe { stripe(a, tail.as_ptr().add(n * STRIPE), *key) };
+        }
+        // SAFETY: `last` is 64 readable bytes.
+        a = unsafe { stripe(a, last.as_ptr(), keys.last) };
+        // SAFETY: `acc` is 64 writable bytes; the store is unaligned.
+        unsafe { _mm512_storeu_si512(acc.as_mut_ptr().cast(), a) };
+        merge(acc, len)
+    }
+
     /// XXH3-64's long-input path with seed 0.
     ///
     /// # Safety
@@ -142,39 +328,12 @@ mod avx512 {
     pub unsafe fn long(input: &[u8]) -> u64 {
         let len = input.len();
         debug_assert!(len > MID_SIZE_MAX);
-        let p = input.as_ptr();
-        // SAFETY, for every `secret_at` below: AVX-512F is present (the caller's promise), and the offsets
-        // are 8 n for n < 16 (at most 120), 128 and 121, each at most 192 - 64.
-        let keys: [__m512i; STRIPES_PER_BLOCK] = std::array::from_fn(|n| unsafe { secret_at(8 * n) });
-        let scramble_key = unsafe { secret_at(SECRET.len() - STRIPE) };
-        let last_key = unsafe { secret_at(SECRET.len() - STRIPE - 7) };
-        // SAFETY: `ACC_INIT` is 64 readable bytes; the load is unaligned.
-        let mut acc = unsafe { _mm512_loadu_si512(ACC_INIT.as_ptr().cast()) };
-        // Whole blocks, each followed by a scramble. As XXH3 specifies, the last block, even when it is
-        // whole, is left to the tail: `(len - 1) / BLOCK`.
-        let blocks = (len - 1) / BLOCK;
-        for b in 0..blocks {
-            let base = p.wrapping_add(b * BLOCK);
-            for (n, key) in keys.iter().enumerate() {
-                // A prefetch never faults, so its address may lie past the input (hence `wrapping_add`).
-                _mm_prefetch::<_MM_HINT_T0>(base.wrapping_add(n * STRIPE + PREFETCH_AHEAD).cast());
-                // SAFETY: block `b < blocks` ends at `(b + 1) * BLOCK <= blocks * BLOCK <= len - 1`, so
-                // its stripe `n < 16` is 64 bytes inside `input`.
-                acc = unsafe { stripe(acc, base.add(n * STRIPE), *key) };
-            }
-            acc = scramble(acc, scramble_key);
-        }
-        let tail = p.wrapping_add(blocks * BLOCK);
-        let tail_stripes = (len - 1 - blocks * BLOCK) / STRIPE;
-        for (n, key) in keys.iter().take(tail_stripes).enumerate() {
-            // SAFETY: stripe `n < tail_stripes` ends at `blocks * BLOCK + (n + 1) * 64 <= len - 1`.
-            acc = unsafe { stripe(acc, tail.add(n * STRIPE), *key) };
-        }
-        // SAFETY: `len > 240`, so the last 64 bytes `len - 64 .. len` are inside `input`.
-        acc = unsafe { stripe(acc, p.add(len - STRIPE), last_key) };
-        let mut lanes = [0u64; 8];
-        // SAFETY: `lanes` is 64 writable bytes; the store is unaligned.
-        unsafe { _mm512_storeu_si512(lanes.as_mut_ptr().cast(), acc) };
-        merge(lanes, len)
+        let mut acc = ACC_INIT;
+        // As XXH3 specifies, the last block, even when it is whole, is left to the tail: `(len - 1) / BLOCK`.
+        let whole = (len - 1) / BLOCK;
+        // SAFETY: AVX-512F is present (the caller's promise) and `whole * BLOCK <= len - 1` bytes are readable.
+        unsafe { blocks(&mut acc, input.as_ptr(), whole) };
+        let last: &[u8; STRIPE] = input[len - STRIPE..].try_into().expect("len > 240");
+        finish(acc, &input[whole * BLOCK..], last, len)
     }
 }

@@ -9,7 +9,7 @@
 //! it as raw little-endian frames described by the header.
 //!
 //! The modules, bottom up: the message model ([`message`]) and its bounded codec ([`codec`]), whose payload
-//! checksums [`checksum`] computes; the ZeroMQ transport with zero-copy sends and bounded receives
+//! checksums [`checksum`] computes (in the same pass that writes a payload, with [`payload`]); the ZeroMQ transport with zero-copy sends and bounded receives
 //! ([`transport`]), and the allocator settings for its large messages ([`malloc`]); CURVE keys and the
 //! ZAP allowlist for tcp ([`security`]); and the protocol machines, written without I/O so tests drive them on
 //! simulated time: handshake and liveness ([`session`]), in-order exactly-once delivery ([`reliable`]),
@@ -26,6 +26,7 @@ pub mod codec;
 pub mod fault;
 pub mod malloc;
 pub mod message;
+pub mod payload;
 pub mod reliable;
 pub mod request;
 pub mod security;
@@ -37,3 +38,4 @@ pub use codec::{
     DecodeError, Limits, Message, decode, decode_header_only, describe, describe_in_process, encode_header,
 };
 pub use message::{Dtype, FrameDesc, Header, Kind, PROTOCOL_VERSION, Role};
+pub use payload::PayloadBuilder;

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use shoal_bus::transport::{Received, TransportError, recv, send};
-use shoal_bus::{Dtype, Header, Kind, Limits, describe};
+use shoal_bus::{Dtype, Header, Kind, Limits, PayloadBuilder};
 
 /// How often the master tells its children it is alive while it waits.
 pub const HEARTBEAT: Duration = Duration::from_secs(1);
@@ -73,8 +73,17 @@ impl Link {
 
     /// Sends `header` (to the peer with identity `to`, on a ROUTER) with f32 tensors as payload frames.
     pub fn send(&mut self, to: Option<&[u8]>, mut header: Header, tensors: &[&[f32]]) -> Result<(), TransportError> {
-        let payloads: Vec<Vec<u8>> = tensors.iter().map(|t| bytemuck::cast_slice::<f32, u8>(t).to_vec()).collect();
-        header.frames = payloads.iter().map(|p| describe(Dtype::F32, &[(p.len() / 4) as u64], p)).collect();
+        // Each tensor is copied into its frame and hashed in the same pass (the builder hashes every piece
+        // while it is still in cache).
+        let (frames, payloads): (Vec<_>, Vec<_>) = tensors
+            .iter()
+            .map(|t| {
+                let mut frame = PayloadBuilder::with_capacity(std::mem::size_of_val(*t));
+                frame.extend_from_slice(bytemuck::cast_slice(t));
+                frame.finish(Dtype::F32, &[t.len() as u64])
+            })
+            .unzip();
+        header.frames = frames;
         self.bytes_sent += payloads.iter().map(|p| p.len() as u64).sum::<u64>();
         let envelope: Vec<&[u8]> = to.into_iter().collect();
         send(&self.socket, &envelope, &header, payloads)
