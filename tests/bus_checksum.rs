@@ -43,9 +43,17 @@ fn a_one_mebibyte_tensor_matches_and_one_flipped_bit_changes_it() {
     assert_eq!(xxh3(&data), xxh3_reference(&data));
 }
 
-/// The streaming hash of `data` fed in pieces of the sizes `pieces` gives, cycling through them.
+/// The streaming hash of `data` fed in pieces of the sizes `pieces` gives, cycling through them, on both
+/// paths (the run-time-chosen one and the portable one), which must agree.
 fn streamed(data: &[u8], pieces: &[usize]) -> u64 {
-    let mut h = Xxh3Stream::new();
+    let (fast, portable) =
+        (streamed_with(Xxh3Stream::new(), data, pieces), streamed_with(Xxh3Stream::portable(), data, pieces));
+    assert_eq!(fast, portable, "the two paths disagree on {} bytes in pieces {pieces:?}", data.len());
+    fast
+}
+
+/// `data` fed to `h` in pieces of the sizes `pieces` gives, cycling through them.
+fn streamed_with(mut h: Xxh3Stream, data: &[u8], pieces: &[usize]) -> u64 {
     let mut at = 0;
     for &n in pieces.iter().cycle() {
         if at >= data.len() {

@@ -89,61 +89,74 @@ impl Xxh3Stream {
             let blocks = Blocks { acc: ACC_INIT, len: 0, pending: [0; BLOCK], pending_len: 0, behind: [0; STRIPE] };
             return Self { state: Stream::Avx512(Box::new(blocks)) };
         }
+        Self::portable()
+    }
+
+    /// The crate's streaming hasher whatever the CPU: the path CPUs without AVX-512F take, public so
+    /// that tests can run both paths on one machine.
+    pub fn portable() -> Self {
         Self { state: Stream::Crate(Box::default()) }
     }
 
     /// Adds the next piece of the input.
-    pub fn update(&mut self, mut bytes: &[u8]) {
-        let s = match &mut self.state {
+    pub fn update(&mut self, bytes: &[u8]) {
+        match &mut self.state {
             #[cfg(target_arch = "x86_64")]
-            Stream::Avx512(s) => s,
-            Stream::Crate(h) => return h.update(bytes),
-        };
-        s.len += bytes.len();
-        // Top up the held-back block; once it is full and more bytes follow, it is not the last: hash it.
-        if s.pending_len > 0 || bytes.len() <= BLOCK {
-            let take = (BLOCK - s.pending_len).min(bytes.len());
-            s.pending[s.pending_len..s.pending_len + take].copy_from_slice(&bytes[..take]);
-            s.pending_len += take;
-            bytes = &bytes[take..];
-            if bytes.is_empty() {
-                return;
-            }
-            s.hash_blocks(None);
+            Stream::Avx512(s) => s.update(bytes),
+            Stream::Crate(h) => h.update(bytes),
         }
-        // Whole blocks straight from `bytes`, all but the newest, which is held back.
-        let direct = (bytes.len() - 1) / BLOCK;
-        if direct > 0 {
-            s.hash_blocks(Some(&bytes[..direct * BLOCK]));
-            bytes = &bytes[direct * BLOCK..];
-        }
-        s.pending[..bytes.len()].copy_from_slice(bytes);
-        s.pending_len = bytes.len();
     }
 
     /// The XXH3-64 of every byte passed to `update`.
     pub fn digest(&self) -> u64 {
-        let s = match &self.state {
+        match &self.state {
             #[cfg(target_arch = "x86_64")]
-            Stream::Avx512(s) => s,
-            Stream::Crate(h) => return h.digest(),
-        };
-        if s.len <= MID_SIZE_MAX {
-            // Nothing was hashed yet: the whole input is the held-back block.
-            return xxh3_64(&s.pending[..s.pending_len]);
+            Stream::Avx512(s) => s.digest(),
+            Stream::Crate(h) => h.digest(),
         }
-        let tail = &s.pending[..s.pending_len];
-        let mut last = [0u8; STRIPE];
-        let from_behind = STRIPE.saturating_sub(tail.len());
-        last[..from_behind].copy_from_slice(&s.behind[STRIPE - from_behind..]);
-        last[from_behind..].copy_from_slice(&tail[tail.len() - (STRIPE - from_behind)..]);
-        // SAFETY: a `Blocks` state exists only when the CPU has AVX-512F (`new`).
-        unsafe { avx512::finish(s.acc, tail, &last, s.len) }
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 impl Blocks {
+    fn update(&mut self, mut bytes: &[u8]) {
+        self.len += bytes.len();
+        // Top up the held-back block; once it is full and more bytes follow, it is not the last: hash it.
+        if self.pending_len > 0 || bytes.len() <= BLOCK {
+            let take = (BLOCK - self.pending_len).min(bytes.len());
+            self.pending[self.pending_len..self.pending_len + take].copy_from_slice(&bytes[..take]);
+            self.pending_len += take;
+            bytes = &bytes[take..];
+            if bytes.is_empty() {
+                return;
+            }
+            self.hash_blocks(None);
+        }
+        // Whole blocks straight from `bytes`, all but the newest, which is held back.
+        let direct = (bytes.len() - 1) / BLOCK;
+        if direct > 0 {
+            self.hash_blocks(Some(&bytes[..direct * BLOCK]));
+            bytes = &bytes[direct * BLOCK..];
+        }
+        self.pending[..bytes.len()].copy_from_slice(bytes);
+        self.pending_len = bytes.len();
+    }
+
+    fn digest(&self) -> u64 {
+        if self.len <= MID_SIZE_MAX {
+            // Nothing was hashed yet: the whole input is the held-back block.
+            return xxh3_64(&self.pending[..self.pending_len]);
+        }
+        let tail = &self.pending[..self.pending_len];
+        // The input's last 64 bytes: the tail's end, preceded if need be by the end of the last hashed block.
+        let mut last = [0u8; STRIPE];
+        let from_behind = STRIPE.saturating_sub(tail.len());
+        last[..from_behind].copy_from_slice(&self.behind[STRIPE - from_behind..]);
+        last[from_behind..].copy_from_slice(&tail[tail.len() - (STRIPE - from_behind)..]);
+        // SAFETY: a `Blocks` state exists only when the CPU has AVX-512F (`Xxh3Stream::new`).
+        unsafe { avx512::finish(self.acc, tail, &last, self.len) }
+    }
+
     /// Hashes the held-back block (`None`, which must be full) or the whole blocks of `direct`, and
     /// remembers the last 64 bytes hashed.
     fn hash_blocks(&mut self, direct: Option<&[u8]>) {
