@@ -17,7 +17,7 @@
 //! snapshots and resends (the zguide's Clone pattern); [`fault`] injects loss, duplication and reordering
 //! in front of any of them.
 
-// `unsafe` is allowed only in `checksum` (SIMD), `malloc` and `sockopt` (C calls).
+// `unsafe` is allowed only in `malloc` and `sockopt` (C calls); the checksum's SIMD is `shoal-checksum`'s.
 #![deny(unsafe_code)]
 
 pub mod broadcast;

@@ -13,7 +13,7 @@
 //! framing both run faster, and shoal's framing, which holds each message a little longer while it
 //! verifies the checksum, gains the most.
 //!
-//! With `sockopt` and `checksum`, this module holds the bus crate's only `unsafe` code.
+//! With `sockopt`, this module holds the bus crate's only `unsafe` code.
 
 #![allow(unsafe_code)]
 

@@ -3,7 +3,7 @@
 //! Every decoder takes untrusted bytes and returns a `FormatError` naming what is wrong; nothing here
 //! panics on bad input or allocates more than the input's size justifies.
 
-use xxhash_rust::xxh3::xxh3_64;
+use shoal_checksum::xxh3;
 
 pub const PAGE: usize = 4096;
 pub const SUPERBLOCK_MAGIC: [u8; 8] = *b"SHOALSTR";
@@ -48,7 +48,7 @@ pub(super) fn u64_at(b: &[u8], at: usize) -> u64 {
 }
 
 pub(super) fn seal(page: &mut [u8]) {
-    let sum = xxh3_64(&page[..CHECKSUM_AT]);
+    let sum = xxh3(&page[..CHECKSUM_AT]);
     page[CHECKSUM_AT..PAGE].copy_from_slice(&sum.to_le_bytes());
 }
 
@@ -56,7 +56,7 @@ pub(super) fn check_seal(page: &[u8], what: &'static str) -> Result<(), FormatEr
     if page.len() < PAGE {
         return Err(invalid(format!("{what} is truncated")));
     }
-    if xxh3_64(&page[..CHECKSUM_AT]) != u64_at(page, CHECKSUM_AT) {
+    if xxh3(&page[..CHECKSUM_AT]) != u64_at(page, CHECKSUM_AT) {
         return Err(FormatError::Checksum { what });
     }
     Ok(())
@@ -79,7 +79,7 @@ impl Superblock {
         let data_offset = (LAYOUT_OFFSET + layout_bytes.len()).div_ceil(PAGE) * PAGE;
         Self {
             layout_len: layout_bytes.len() as u64,
-            layout_checksum: xxh3_64(layout_bytes),
+            layout_checksum: xxh3(layout_bytes),
             data_offset: data_offset as u64,
             data_len,
             copy_stride: (data_len as usize).div_ceil(PAGE).max(1) as u64 * PAGE as u64,

@@ -33,7 +33,7 @@ mod sync;
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 
-use xxhash_rust::xxh3::xxh3_64;
+use shoal_checksum::xxh3;
 
 pub use format::{FORMAT_VERSION, FormatError, Header, MAX_COUNTERS, PAGE, Tensor};
 use format::{LAYOUT_OFFSET, Superblock, decode_layout, encode_layout, slot_offset};
@@ -183,7 +183,7 @@ impl Store {
         file.set_len(sb.file_len()).map_err(io(path, "set length"))?;
         let mut map = Mapping::new(&file, sb.file_len() as usize).map_err(io(path, "map"))?;
         let data = bytemuck::cast_slice::<f32, u8>(initial);
-        let header = Header { version: 0, copy: 0, data_checksum: xxh3_64(data), counters: Vec::new() };
+        let header = Header { version: 0, copy: 0, data_checksum: xxh3(data), counters: Vec::new() };
         {
             let bytes = map.bytes_mut();
             bytes[..PAGE].copy_from_slice(&sb.encode());
@@ -242,7 +242,7 @@ impl Store {
         drop(map);
         let map = Mapping::new(&file, sb.file_len() as usize).map_err(io(path, "map"))?;
         let layout_bytes = &map.bytes()[LAYOUT_OFFSET..LAYOUT_OFFSET + sb.layout_len as usize];
-        if xxh3_64(layout_bytes) != sb.layout_checksum {
+        if xxh3(layout_bytes) != sb.layout_checksum {
             return Err(StoreError::Format {
                 path: p,
                 region: "layout",
@@ -362,7 +362,7 @@ impl Store {
         let header = Header {
             version: self.committed.version + 1,
             copy: working,
-            data_checksum: xxh3_64(&self.map.bytes()[self.copy_range(working)]),
+            data_checksum: xxh3(&self.map.bytes()[self.copy_range(working)]),
             counters: counters.iter().map(|&(n, v)| (n.to_string(), v)).collect(),
         };
         let page =
@@ -405,7 +405,7 @@ impl Store {
     /// Re-checks the committed copy against its checksum (the slow path: reads every byte).
     pub fn verify(&self) -> Result<(), StoreError> {
         let copy = self.committed.copy;
-        if xxh3_64(&self.map.bytes()[self.copy_range(copy)]) != self.committed.data_checksum {
+        if xxh3(&self.map.bytes()[self.copy_range(copy)]) != self.committed.data_checksum {
             return Err(StoreError::DataChecksum { path: self.path.clone(), copy, version: self.committed.version });
         }
         Ok(())

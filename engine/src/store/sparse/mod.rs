@@ -22,7 +22,7 @@ mod index;
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 
-use xxhash_rust::xxh3::xxh3_64;
+use shoal_checksum::xxh3;
 
 use super::format::{FormatError, PAGE, slot_offset};
 use super::mmap::Mapping;
@@ -110,7 +110,7 @@ fn checksum_homes(
         .map(|c| {
             pick(&chunks[c]).map(|home| {
                 let (s, range) = home_range(sb, c, home);
-                ChunkEntry { home, checksum: xxh3_64(&segments[s].map.bytes()[range]) }
+                ChunkEntry { home, checksum: xxh3(&segments[s].map.bytes()[range]) }
             })
         })
         .collect()
