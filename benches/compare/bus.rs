@@ -6,48 +6,92 @@ use std::time::Instant;
 use shoal_bus::transport::{self, SocketConfig};
 use shoal_bus::{Dtype, Header, Kind, Limits, PayloadBuilder, describe, describe_in_process};
 
-/// Child side of `push`: connects and sends `count` messages of `size` bytes, raw or with shoal framing.
-pub fn push_send(endpoint: &str, size: usize, count: usize, shoal_framing: bool) -> String {
+/// What a `push` pass sends.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum PushMode {
+    /// Plain zero-copy libzmq messages: the peer.
+    Raw,
+    /// Shoal's framing: a header, and a payload built with [`PayloadBuilder`] and verified on receipt.
+    Shoal,
+    /// Shoal's framing with the payload checksums off at both ends (a diagnostic: what the framing
+    /// costs apart from the checksums; no tcp link of shoal's runs this way).
+    Unchecked,
+}
+
+impl PushMode {
+    pub fn flag(self) -> Option<&'static str> {
+        match self {
+            PushMode::Raw => None,
+            PushMode::Shoal => Some("--shoal"),
+            PushMode::Unchecked => Some("--unchecked"),
+        }
+    }
+}
+
+/// Child side of `push`: connects and sends `count` messages of `size` bytes in `mode`.
+pub fn push_send(endpoint: &str, size: usize, count: usize, mode: PushMode) -> String {
     let ctx = zmq::Context::new();
     let cfg = SocketConfig { send_hwm: 64, ..SocketConfig::default() };
     let push = transport::socket(&ctx, zmq::PUSH, &cfg).expect("socket");
     push.connect(endpoint).expect("connect");
     for i in 0..count {
-        // A fresh buffer per message, as a worker's update would be (both modes pay the same allocation).
+        // A fresh buffer per message, as a worker's update would be (every mode pays the same allocation).
         // Shoal's producer writes through the payload builder, which hashes each piece as it lands.
-        if shoal_framing {
-            let mut builder = PayloadBuilder::with_capacity(size);
-            builder.extend_with(size, |_, piece| piece.fill(i as u8));
-            let (desc, payload) = builder.finish(Dtype::U8, &[size as u64]);
-            let mut h = Header::new(Kind::Update, 1, "bench", i as u64);
-            h.frames = vec![desc];
-            transport::send(&push, &[], &h, vec![payload]).expect("send");
-        } else {
-            push.send(zmq::Message::from(vec![i as u8; size]), 0).expect("send");
+        let mut h = Header::new(Kind::Update, 1, "bench", i as u64);
+        match mode {
+            PushMode::Raw => push.send(zmq::Message::from(vec![i as u8; size]), 0).expect("send"),
+            PushMode::Shoal => {
+                let mut builder = PayloadBuilder::with_capacity(size);
+                builder.extend_with(size, |_, piece| piece.fill(i as u8));
+                let (desc, payload) = builder.finish(Dtype::U8, &[size as u64]);
+                h.frames = vec![desc];
+                transport::send(&push, &[], &h, vec![payload]).expect("send");
+            }
+            PushMode::Unchecked => {
+                h.frames = vec![describe_in_process(Dtype::U8, &[size as u64])];
+                transport::send(&push, &[], &h, vec![vec![i as u8; size]]).expect("send");
+            }
         }
     }
     String::from("{}")
 }
 
 /// Tensor push between two processes over tcp loopback: shoal framing (header + checksummed payload,
-/// built with [`PayloadBuilder`], decoded and verified on receipt) against raw zero-copy libzmq PUSH/PULL of the same sizes. The two
-/// alternate `reps` times (raw, shoal, raw, shoal, ...) so that a disturbance of the machine falls on both;
-/// the figures are each side's median, and the median of the ratios of adjacent passes.
+/// built with [`PayloadBuilder`], decoded and verified on receipt) against raw zero-copy libzmq PUSH/PULL
+/// of the same sizes, with shoal's framing minus the checksums as a third, diagnostic mode. Each of `reps`
+/// rounds runs the three modes one after another, in an order that rotates from round to round, so that a
+/// disturbance of the machine falls on all of them; the figures are each mode's median, and the median
+/// of the ratios to the raw pass of the same round.
 pub fn push(size: usize, count: usize, reps: usize) -> String {
-    let mut raw = Vec::new();
-    let mut framed = Vec::new();
-    for _ in 0..reps.max(1) {
-        raw.push(push_once(size, count, false));
-        framed.push(push_once(size, count, true));
+    let modes = [PushMode::Raw, PushMode::Shoal, PushMode::Unchecked];
+    let mut runs: [Vec<f64>; 3] = Default::default();
+    for rep in 0..reps.max(1) {
+        // The order rotates from one round to the next, so that no mode always runs first (the first
+        // pass after another mode's sender exits measured differently).
+        let mut round = [0.0; 3];
+        for j in 0..modes.len() {
+            let k = (rep + j) % modes.len();
+            round[k] = push_once(size, count, modes[k]);
+        }
+        for (k, g) in round.into_iter().enumerate() {
+            runs[k].push(g);
+        }
     }
-    // Each shoal pass against the raw pass just before it: a slow drift of the machine cancels out.
-    let mut pairs: Vec<f64> = raw.iter().zip(&framed).map(|(r, s)| s / r).collect();
+    // Each pass against the raw pass of its own round: a slow drift of the machine cancels out.
+    let pairs = |k: usize| -> Vec<f64> { runs[0].iter().zip(&runs[k]).map(|(r, s)| s / r).collect() };
+    let (mut shoal_pairs, mut unchecked_pairs) = (pairs(1), pairs(2));
     let list = |v: &[f64]| v.iter().map(|g| format!("{g:.2}")).collect::<Vec<_>>().join(", ");
-    let (raw_list, framed_list, pair_list) = (list(&raw), list(&framed), list(&pairs));
-    let (raw_med, framed_med, pair_med) = (median(&mut raw), median(&mut framed), median(&mut pairs));
+    let lists = [list(&runs[0]), list(&runs[1]), list(&runs[2]), list(&shoal_pairs), list(&unchecked_pairs)];
+    let [raw_med, shoal_med, unchecked_med] = runs.map(|mut v| median(&mut v));
+    let (pair_med, unchecked_pair_med) = (median(&mut shoal_pairs), median(&mut unchecked_pairs));
     format!(
-        r#"{{"size": {size}, "raw_gbps": {raw_med:.2}, "shoal_gbps": {framed_med:.2}, "ratio_of_medians": {:.3}, "median_pair_ratio": {pair_med:.3}, "raw_runs": [{raw_list}], "shoal_runs": [{framed_list}], "pair_ratios": [{pair_list}]}}"#,
-        framed_med / raw_med
+        r#"{{"size": {size}, "raw_gbps": {raw_med:.2}, "shoal_gbps": {shoal_med:.2}, "unchecked_gbps": {unchecked_med:.2}, "ratio_of_medians": {:.3}, "median_pair_ratio": {pair_med:.3}, "unchecked_median_pair_ratio": {unchecked_pair_med:.3}, "raw_runs": [{}], "shoal_runs": [{}], "unchecked_runs": [{}], "pair_ratios": [{}], "unchecked_pair_ratios": [{}]}}"#,
+        shoal_med / raw_med,
+        lists[0],
+        lists[1],
+        lists[2],
+        lists[3],
+        lists[4]
     )
 }
 
@@ -58,7 +102,7 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 /// One pass of [`push`]: a sender process, `count` messages, GB/s from the first arrival to the last.
-fn push_once(size: usize, count: usize, shoal_framing: bool) -> f64 {
+fn push_once(size: usize, count: usize, mode: PushMode) -> f64 {
     let exe = std::env::current_exe().expect("own path");
     let ctx = zmq::Context::new();
     let cfg = SocketConfig { recv_hwm: 64, ..SocketConfig::default() };
@@ -68,19 +112,19 @@ fn push_once(size: usize, count: usize, shoal_framing: bool) -> f64 {
     let endpoint = pull.get_last_endpoint().expect("endpoint").expect("utf-8");
     let mut child = std::process::Command::new(&exe)
         .args(["push-send", "--endpoint", &endpoint, "--size", &size.to_string(), "--count", &count.to_string()])
-        .args(if shoal_framing { &["--shoal"][..] } else { &[][..] })
+        .args(mode.flag())
         .stdout(std::process::Stdio::null())
         .spawn()
         .expect("spawn sender");
     let mut start = None;
-    let limits = Limits::default();
+    let limits = if mode == PushMode::Unchecked { Limits::in_process() } else { Limits::default() };
     for _ in 0..count {
-        if shoal_framing {
-            let r = transport::recv(&pull, 0, &limits).expect("recv");
-            std::hint::black_box(r.payloads.len());
-        } else {
+        if mode == PushMode::Raw {
             let m = pull.recv_msg(0).expect("recv");
             std::hint::black_box(m.len());
+        } else {
+            let r = transport::recv(&pull, 0, &limits).expect("recv");
+            std::hint::black_box(r.payloads.len());
         }
         start.get_or_insert_with(Instant::now);
     }

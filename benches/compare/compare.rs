@@ -384,7 +384,13 @@ fn main() {
             &args[args.iter().position(|a| a == "--endpoint").expect("--endpoint") + 1],
             arg(&args, "--size", 1 << 20),
             arg(&args, "--count", 2000),
-            args.iter().any(|a| a == "--shoal"),
+            if args.iter().any(|a| a == "--shoal") {
+                bus::PushMode::Shoal
+            } else if args.iter().any(|a| a == "--unchecked") {
+                bus::PushMode::Unchecked
+            } else {
+                bus::PushMode::Raw
+            },
         ),
         Some("broadcast") => bus::broadcast(arg(&args, "--size", 64 << 20), arg(&args, "--subs", 8), arg(&args, "--reps", 3)),
         Some("inproc") => bus::inproc(arg(&args, "--size", 1 << 20), arg(&args, "--count", 2000)),
