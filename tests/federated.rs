@@ -233,18 +233,20 @@ fn with_share_head_the_head_is_merged_and_stored_too() {
     assert!(names.contains(&"encoder.0.weight") && names.contains(&"head.weight"), "{names:?}");
 }
 
-/// `head_init = "common"`: every child starts its private head from the same values. The option reaches
-/// the children (the encoder differs from the default's), the run stays deterministic (two runs agree bit
-/// for bit), the job still learns, and the stored encoder holds no head.
+/// `head_init = "common"` (the default): every child starts its private head from the same values. The
+/// option reaches the children (the encoder differs from `child`'s), the run stays deterministic (two runs
+/// agree bit for bit), the job still learns, and the stored encoder holds no head.
 #[test]
 fn with_a_common_head_init_the_children_start_alike_and_the_run_is_reproducible() {
+    use shoal::federated::config::HeadInit;
     let data = mnist();
+    assert_eq!(config("defaults", "").encoder.head_init, HeadInit::Common);
+    assert_eq!(config("defaults", "").training.head_warmup, 0);
     let run = |name: &str, common: bool| {
         let mut cfg = config(name, "");
         cfg.seed = 17;
-        cfg.training.head_warmup = 0;
-        if common {
-            cfg.encoder.head_init = shoal::federated::config::HeadInit::Common;
+        if !common {
+            cfg.encoder.head_init = HeadInit::Child;
         }
         let specs = child_specs(&cfg, &data);
         let (report, _) = run_local_with(&cfg, data.clone(), specs, &mut quiet).unwrap_or_else(|e| panic!("{e}"));

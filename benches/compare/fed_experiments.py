@@ -2,6 +2,9 @@
 """The quality experiments of docs/results.md: job files derived from examples/encoder-mnist.toml, each run
 with `shoal local`, then the test accuracy at chosen rounds printed per job.
 
+Every job inherits the example's settings, so jobs that name no head settings run with the defaults of
+the build (since session 5: head_init = "common", head_warmup = 0).
+
 Usage: python3 benches/compare/fed_experiments.py [NAME ...]   (default: every job below; about 40 min here)
 Needs a release build (`cargo build --release`) and the fetched data (`shoal data fetch`).
 """
@@ -41,7 +44,7 @@ def job(name, rounds, rule=None, options=None, attack=False, partition=None, loc
     if head_init:
         s = s.replace('activation = "relu"\n', f'activation = "relu"\nhead_init = "{head_init}"\n')
     if head_warmup is not None:
-        s = re.sub(r"head_warmup = 1 .*", f"head_warmup = {head_warmup}", s)
+        s = re.sub(r"head_warmup = \d+ .*", f"head_warmup = {head_warmup}", s)
     s = s.replace('endpoint = "inproc://shoal-encoder-mnist"', f'endpoint = "inproc://shoal-{name}"')
     if attack:
         s += "\n[attack]\nfraction = 0.2\nsigma = 1.0\n"
@@ -71,9 +74,12 @@ JOBS = [
     job("noniid300", 300, partition="shards", every=5),
     job("noniid-lr005", 300, partition="shards", every=5, lr=0.05),
     job("noniid-e1", 300, partition="shards", every=5, local_epochs=1),
-    # Private heads that start each round from the same values for every child (head_init = "common").
+    # Private heads that start each round from the same values for every child (head_init = "common", the
+    # default since session 5, stated here as in session 4), and the old default for comparison.
     job("noniid-common", 500, partition="shards", every=5, head_warmup=0, head_init="common"),
     job("iid-common", 60, every=10, head_warmup=0, head_init="common"),
+    job("iid-child", 60, every=10, head_warmup=1, head_init="child"),
+    job("noniid-child", 300, partition="shards", every=5, head_warmup=1, head_init="child"),
     job("noniid-avgm", 300, partition="shards", rule="fedavgm", options="{ lr = 1.0, beta = 0.9 }", every=5),
     # The whole 2NN federated, head included (McMahan et al.'s setting), on the pathological split.
     job("noniid-shared", 700, partition="shards", every=10, share_head=True, head_warmup=0),
