@@ -96,7 +96,7 @@ enum Command {
     /// Aggregate .npy update files with a rule (built in, or a plugin library) into one .npy file.
     #[command(long_about = "Aggregate float32 .npy update files with any rule and write the result as .npy.\n\n\
         Built-in rules: mean, fedavg (weights = sample counts), median, trimmed-mean (--beta), krum (--f), \
-        multi-krum (--f, --m), bulyan (--f), clip (--tau, --inner), and the server optimizers fedavgm, \
+        multi-krum (--f, --m; m defaults to n - f), bulyan (--f), clip (--tau, --inner), and the server optimizers fedavgm, \
         fedadagrad, fedadam, fedyogi (--lr, --beta1, --beta2, --tau, --inner; --state DIR keeps their \
         momentum between calls). A path to a .so file loads a rule plugin (docs/plugins.md), which gets \
         every option as key=value.\n\n\
@@ -144,7 +144,7 @@ struct AggregateArgs {
     /// Byzantine inputs to tolerate (krum, multi-krum, bulyan).
     #[arg(long)]
     f: Option<usize>,
-    /// Updates Multi-Krum averages.
+    /// Updates Multi-Krum averages (default: n - f, the number of inputs less f).
     #[arg(long)]
     m: Option<usize>,
     /// Fraction trimmed at each end (trimmed-mean).

@@ -313,6 +313,23 @@ mod krum {
             prop_assert_eq!(ra.used, rb.used);
             prop_assert_eq!(a, b);
         }
+
+        /// `Keep::AllButF` is a fixed m = n − f chosen per call: the same selection and the same bits,
+        /// whatever n the call brings.
+        #[test]
+        fn multi_krum_all_but_f_is_m_equal_n_minus_f(f in 0usize..4, extra in 1usize..8, len in 1usize..100, seed in any::<u64>()) {
+            let n = 2 * f + 2 + extra;
+            let (xs, ws) = inputs(n, len, seed);
+            let ups = updates(&xs, &ws);
+            let (mut a, mut b) = (vec![0.0; len], vec![0.0; len]);
+            let mut auto = Krum::all_but_f(f);
+            let ra = auto.aggregate(&ups, None, &mut a).unwrap();
+            let rb = Krum::new(f, n - f).unwrap().aggregate(&ups, None, &mut b).unwrap();
+            prop_assert_eq!(ra.used.len(), n - f);
+            prop_assert_eq!(ra.used, rb.used);
+            prop_assert_eq!(a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), b.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+            prop_assert_eq!(shoal_engine::rules::Rule::name(&auto), "multi-krum");
+        }
     }
 
     #[test]

@@ -103,7 +103,11 @@ pub fn build_rule(spec: &str, options: &Options) -> Result<Box<dyn Rule>, BuildE
         "median" => Box::new(Median),
         "trimmed-mean" => Box::new(TrimmedMean::new(num("beta", Some(0.1))?)?),
         "krum" => Box::new(Krum::new(count("f")?, 1)?),
-        "multi-krum" => Box::new(Krum::new(count("f")?, count("m")?)?),
+        // m = n − f of each round unless a fixed m is given ("auto" says so explicitly).
+        "multi-krum" => match options.get("m") {
+            None | Some("auto") => Box::new(Krum::all_but_f(count("f")?)),
+            Some(_) => Box::new(Krum::new(count("f")?, count("m")?)?),
+        },
         "bulyan" => Box::new(Bulyan::new(count("f")?)),
         "clip" => Box::new(Clip::new(num("tau", None)?, inner("mean")?)?),
         // Server learning rates: 1.0 makes fedavgm a momentum-only FedAvg; the adaptive ones step by
@@ -121,6 +125,22 @@ mod tests {
         let mut o = Options::default();
         pairs.iter().for_each(|(k, v)| o.insert(k, v));
         o
+    }
+
+    #[test]
+    fn multi_krum_without_m_keeps_n_minus_f_and_a_bad_m_is_refused() {
+        use shoal_engine::rules::Update;
+        let xs: Vec<Vec<f32>> = (0..9).map(|i| vec![i as f32, 1.0]).collect();
+        let ups: Vec<Update> =
+            xs.iter().enumerate().map(|(i, x)| Update { sender: i as u32, weight: 1.0, values: x }).collect();
+        for o in [opts(&[("f", "2")]), opts(&[("f", "2"), ("m", "auto")])] {
+            let mut rule = build_rule("multi-krum", &o).unwrap();
+            let mut out = vec![0.0; 2];
+            let report = rule.aggregate(&ups, None, &mut out).unwrap();
+            assert_eq!(report.used.len(), 7, "n - f of 9 updates with f = 2");
+        }
+        let err = build_rule("multi-krum", &opts(&[("f", "2"), ("m", "most")])).err().expect("refused").to_string();
+        assert!(err.contains("m=most is not a whole number"), "{err}");
     }
 
     #[test]

@@ -1,5 +1,8 @@
 //! Krum and Multi-Krum (Blanchard et al. 2017): score every update by the summed squared distance to
 //! its n − f − 2 nearest neighbours, keep the best-scoring one (Krum) or average the m best (Multi-Krum).
+//! Multi-Krum's m is either fixed or n − f of each call ([`Keep::AllButF`]): in a federated round the
+//! number of updates n varies with stragglers, and a fixed m above n − f lets attackers in by
+//! construction.
 //!
 //! All pairwise distances come from one Gram matrix G = X·Xᵀ (see [`gram`]), so the updates are read
 //! about once instead of once per pair; ‖xᵢ − xⱼ‖² = Gᵢᵢ + Gⱼⱼ − 2·Gᵢⱼ in f64, clamped at 0 against
@@ -7,11 +10,20 @@
 
 use super::{Report, Rule, RuleError, Update, weighted};
 
-/// Krum (`m = 1`) or Multi-Krum (`m > 1`) tolerating `f` Byzantine updates.
+/// How many of the best-scored updates Multi-Krum averages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Keep {
+    /// Exactly this many (1 is Krum).
+    Best(usize),
+    /// n − f of each call's n valid updates.
+    AllButF,
+}
+
+/// Krum (`Keep::Best(1)`) or Multi-Krum tolerating `f` Byzantine updates.
 #[derive(Clone, Debug)]
 pub struct Krum {
     pub f: usize,
-    pub m: usize,
+    pub keep: Keep,
     /// Scores of the last call, by input position (smaller is more central).
     pub last_scores: Vec<f64>,
     /// Input positions the last call selected.
@@ -19,11 +31,29 @@ pub struct Krum {
 }
 
 impl Krum {
+    /// Krum (`m = 1`) or Multi-Krum averaging a fixed `m` updates.
     pub fn new(f: usize, m: usize) -> Result<Self, RuleError> {
         if m == 0 {
             return Err(RuleError::Precondition { rule: "krum", detail: "m must be at least 1".into() });
         }
-        Ok(Self { f, m, last_scores: Vec::new(), last_selected: Vec::new() })
+        Ok(Self::keeping(f, Keep::Best(m)))
+    }
+
+    /// Multi-Krum averaging n − f of each call's n updates.
+    pub fn all_but_f(f: usize) -> Self {
+        Self::keeping(f, Keep::AllButF)
+    }
+
+    fn keeping(f: usize, keep: Keep) -> Self {
+        Self { f, keep, last_scores: Vec::new(), last_selected: Vec::new() }
+    }
+
+    /// How many updates a call with `n` valid inputs averages.
+    pub fn m(&self, n: usize) -> usize {
+        match self.keep {
+            Keep::Best(m) => m,
+            Keep::AllButF => n.saturating_sub(self.f),
+        }
     }
 }
 
@@ -131,7 +161,7 @@ fn distances_from_gram(g: &[f64], n: usize) -> Vec<f64> {
 
 impl Rule for Krum {
     fn name(&self) -> &'static str {
-        if self.m == 1 { "krum" } else { "multi-krum" }
+        if self.keep == Keep::Best(1) { "krum" } else { "multi-krum" }
     }
 
     fn check(&self, n: usize) -> Result<(), RuleError> {
@@ -145,10 +175,11 @@ impl Rule for Krum {
                 ),
             });
         }
-        if self.m > n {
+        // With n > 2f + 2, n − f is at least f + 3: only a fixed m can exceed n.
+        if self.m(n) > n {
             return Err(RuleError::Precondition {
                 rule: self.name(),
-                detail: format!("m = {} exceeds the {n} inputs", self.m),
+                detail: format!("m = {} exceeds the {n} inputs", self.m(n)),
             });
         }
         Ok(())
@@ -192,12 +223,13 @@ impl Krum {
         order.sort_by(|&a, &b| {
             self.last_scores[a].total_cmp(&self.last_scores[b]).then(valid[a].sender.cmp(&valid[b].sender))
         });
-        self.last_selected = order[..self.m].to_vec();
+        let m = self.m(n);
+        self.last_selected = order[..m].to_vec();
         let chosen: Vec<Update> = self.last_selected.iter().map(|&i| valid[i]).collect();
-        if self.m == 1 {
+        if m == 1 {
             out.copy_from_slice(chosen[0].values);
         } else {
-            weighted(&chosen, &vec![1.0 / self.m as f32; self.m], out);
+            weighted(&chosen, &vec![1.0 / m as f32; m], out);
         }
         Ok(())
     }

@@ -18,7 +18,7 @@ pub mod streaming;
 
 pub use bulyan::Bulyan;
 pub use clip::Clip;
-pub use krum::Krum;
+pub use krum::{Keep, Krum};
 pub use server::{ServerKind, ServerOpt};
 pub use streaming::{StreamingKind, StreamingMean};
 
