@@ -4,7 +4,8 @@
 #    slowest child's local training minus the master's evaluation, as a share of round time;
 #  - the same job as processes over tcp 127.0.0.1 (`shoal master` + one `shoal worker` per child): its
 #    wall time against the embedded run's.
-# 8 image children, all training every round (C = 1), E = 1, B = 10, 20 rounds, evaluation after the last.
+# 8 image children, all training every round (C = 1), E = 1, B = 10, 20 rounds, evaluation after the last;
+# the default private heads (common init, no warm-up).
 # Usage: benches/compare/federated.sh [ROUNDS]
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -32,7 +33,6 @@ batch = 10
 lr = 0.1
 fraction = 1.0
 min_children = 8
-head_warmup = 1
 [children]
 count = 8
 tabular = 0
