@@ -118,7 +118,7 @@ pub fn run(job: &AggregateJob) -> Result<String, AggregateError> {
             secs += started.elapsed().as_secs_f64();
         }
         let fold = fold.expect("at least one input");
-        let mut out = vec![0.0f32; shape.as_ref().map_or(0, |s: &Vec<usize>| s.iter().product())];
+        let mut out = vec![0.0f32; fold.len()];
         let started = Instant::now();
         let report = fold.finish(&mut out)?;
         (out, report, secs + started.elapsed().as_secs_f64())

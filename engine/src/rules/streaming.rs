@@ -45,6 +45,16 @@ impl StreamingMean {
         }
     }
 
+    /// Values per update (and in the result).
+    pub fn len(&self) -> usize {
+        self.weighted.len()
+    }
+
+    /// Whether updates have zero values.
+    pub fn is_empty(&self) -> bool {
+        self.weighted.is_empty()
+    }
+
     /// Validates `update` and folds it in; returns whether it was accepted (a refusal is in the report).
     pub fn add(&mut self, update: Update) -> bool {
         let (valid, rejected) = validate(std::slice::from_ref(&update), self.weighted.len(), self.norm_bound);
