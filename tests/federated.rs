@@ -192,6 +192,41 @@ fn a_restarted_master_resumes_and_ends_where_an_uninterrupted_run_does() {
     assert_eq!(differ, 0, "the resumed encoder differs from the uninterrupted one in {differ} values");
 }
 
+/// A resumed run must be the same run: settings that change what its rounds compute are refused, each
+/// named, and the store is left as it was; more rounds are fine; a run from before shoal recorded its
+/// settings gets them recorded when it resumes.
+#[test]
+fn a_resume_with_changed_settings_is_refused_naming_each() {
+    use shoal::federated::config::HeadInit;
+    use shoal::federated::settings::FILE;
+    let data = mnist();
+    let mut cfg = config("resume-changed", "");
+    run_local_with(&cfg, data.clone(), child_specs(&cfg, &data), &mut quiet).unwrap();
+    let dir = cfg.output_dir();
+    let recorded = std::fs::read_to_string(dir.join(FILE)).unwrap();
+    assert!(
+        recorded.contains("training.lr = 0.1\n") && recorded.contains("encoder.head_init = common\n"),
+        "{recorded}"
+    );
+
+    let mut changed = cfg.clone();
+    changed.training.lr = 0.05;
+    changed.encoder.head_init = HeadInit::Child;
+    let err = run_local_with(&changed, data.clone(), child_specs(&changed, &data), &mut quiet).unwrap_err().to_string();
+    assert!(err.contains("training.lr was 0.1, is 0.05"), "{err}");
+    assert!(err.contains("encoder.head_init was common, is child") && err.contains("--output"), "{err}");
+    assert_eq!(Store::open(&dir.join("encoder.shoal")).unwrap().counter("round"), Some(2));
+
+    cfg.training.rounds = 3;
+    run_local_with(&cfg, data.clone(), child_specs(&cfg, &data), &mut quiet).unwrap();
+    assert_eq!(Store::open(&dir.join("encoder.shoal")).unwrap().counter("round"), Some(3));
+
+    std::fs::remove_file(dir.join(FILE)).unwrap();
+    cfg.training.rounds = 4;
+    run_local_with(&cfg, data.clone(), child_specs(&cfg, &data), &mut quiet).unwrap();
+    assert_eq!(std::fs::read_to_string(dir.join(FILE)).unwrap(), recorded);
+}
+
 #[test]
 fn a_tabular_adult_encoder_is_generated_the_same_way() {
     let mut cfg = config("adult", "[eval]\nprobe_epochs = 2\n");

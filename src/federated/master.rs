@@ -141,10 +141,13 @@ pub fn run_master(
     std::fs::create_dir_all(&out_dir).map_err(|cause| JobError::Io { path: out_dir.clone(), cause })?;
     let store_path = out_dir.join("encoder.shoal");
     let (mut store, start_round) = if store_path.exists() {
+        super::settings::check(&out_dir, cfg)?;
         let store = Store::open(&store_path)?;
         let round = store.counter("round").unwrap_or(0);
         (store, round)
     } else {
+        // The settings first: a crash between the two leaves a record and no store, which starts afresh.
+        super::settings::record(&out_dir, cfg)?;
         let init = net.init_params(cfg.seed);
         (Store::create(&store_path, &layout, &init[..shared_len])?, 0)
     };

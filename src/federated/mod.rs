@@ -18,7 +18,8 @@
 //! - [`partition`]: how the training set is split over children (IID, label shards, Dirichlet);
 //! - [`master`] and [`child`]: the two roles;
 //! - [`local`]: the embedded run (master + children as threads);
-//! - [`report`]: per-round statistics, JSON/CSV, and the plot.
+//! - [`report`]: per-round statistics, JSON/CSV, and the plot;
+//! - [`settings`]: what a run computes depends on, recorded so a resumed run is the same run.
 
 pub mod child;
 pub mod config;
@@ -28,6 +29,7 @@ pub mod master;
 pub mod partition;
 pub mod report;
 pub mod security;
+pub mod settings;
 pub mod wire;
 
 use std::path::PathBuf;
@@ -62,6 +64,8 @@ pub enum JobError {
     Security(#[from] shoal_bus::security::SecurityError),
     #[error("child {id} failed: {detail}")]
     Child { id: u32, detail: String },
+    #[error(transparent)]
+    Settings(#[from] settings::SettingsError),
 }
 
 pub use config::JobConfig;
