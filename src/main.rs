@@ -40,7 +40,7 @@ enum Command {
         every child as threads of this process over inproc ZeroMQ sockets. The job is examples/encoder-mnist.toml \
         (built in; --config gives another). Data is fetched first if it is missing (pinned, hash-checked). \
         Writes the encoder (store, safetensors, npy), report.json, rounds.csv and accuracy.svg to the output folder.")]
-    Demo(JobArgs),
+    Demo(FederatedDemoArgs),
     /// Run a federated job embedded (master and children as threads) from a job file.
     Local {
         /// The job file (TOML), e.g. examples/encoder-mnist.toml.
@@ -252,17 +252,24 @@ fn parse_nodes(spec: &str) -> Result<std::collections::BTreeSet<u32>, String> {
 }
 
 #[derive(clap::Args)]
-struct JobArgs {
-    /// A job file instead of the built-in examples/encoder-mnist.toml (demo only).
+struct FederatedDemoArgs {
+    /// A job file instead of the built-in examples/encoder-mnist.toml.
     #[arg(long)]
     config: Option<PathBuf>,
+    #[command(flatten)]
+    job: JobArgs,
+}
+
+#[derive(clap::Args)]
+struct JobArgs {
     /// Data folder [default: $SHOAL_DATA or ./data].
     #[arg(long)]
     data_dir: Option<PathBuf>,
     /// Override the number of rounds.
     #[arg(long)]
     rounds: Option<u64>,
-    /// Override the output folder.
+    /// Override the output folder. A folder that holds a run resumes it, if the job's settings match the
+    /// ones it started with (run-settings.txt); more rounds are fine.
     #[arg(long)]
     output: Option<PathBuf>,
     /// Override the rule (a built-in name or a plugin path); rule options come from the job file.
@@ -334,7 +341,7 @@ fn run(cli: Cli) -> Result<()> {
             let dir = DataDir::resolve(data_dir);
             fetch::verify_all(&dir, &mut |l| println!("{l}")).context("verifying the datasets")
         }
-        Command::Demo(args) => run_job(None, args),
+        Command::Demo(args) => run_job(args.config, args.job),
         Command::Local { config, args } => run_job(Some(config), args),
         Command::Master { config, link, args } => run_master_process(config, link, args),
         Command::Worker { config, id, link, data_dir } => run_worker(config, id, link, data_dir),
@@ -429,7 +436,7 @@ fn run_job(config: Option<PathBuf>, args: JobArgs) -> Result<()> {
 /// Runs a job embedded (master and children here) or as the master process alone.
 fn run_job_as(config: Option<PathBuf>, args: JobArgs, link: Option<LinkArgs>, embedded: bool) -> Result<()> {
     use shoal::federated::master::MasterEvent;
-    let path = config.or(args.config);
+    let path = config;
     let mut cfg = match &path {
         Some(p) => shoal::federated::JobConfig::load(p).context("reading the job file")?,
         None => shoal::federated::JobConfig::parse(DEMO_JOB).context("the built-in job file")?,

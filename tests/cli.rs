@@ -34,6 +34,14 @@ fn help_explains_every_command() {
     for cmd in ["info", "data", "demo", "local", "master", "worker", "keygen", "train", "aggregate", "inspect"] {
         assert!(text.contains(cmd), "{text}");
     }
+    // A command's help lists only what it takes: `--config` belongs to the demo (the others take the job
+    // file as their argument), and `--output` says that it resumes a run in that folder.
+    let help = |cmd: &str| String::from_utf8(shoal().args([cmd, "--help"]).output().unwrap().stdout).unwrap();
+    assert!(help("demo").contains("--config"));
+    for cmd in ["local", "master"] {
+        let text = help(cmd);
+        assert!(!text.contains("--config") && text.contains("resumes it"), "{cmd}: {text}");
+    }
 }
 
 #[test]
