@@ -59,7 +59,11 @@ enum RefTargets {
 }
 
 fn check_network(act: Activation, head: HeadKind, seed: u64) {
-    let spec = NetworkSpec { encoder: vec![7, 9, 5], activation: act, head, outputs: 4 };
+    check_widths(&[7, 9, 5], act, head, seed);
+}
+
+fn check_widths(encoder: &[usize], act: Activation, head: HeadKind, seed: u64) {
+    let spec = NetworkSpec { encoder: encoder.to_vec(), activation: act, head, outputs: 4 };
     let net = Network::new(spec).unwrap();
     let mut rng = SplitMix::new(seed);
     let params = net.init_params(seed);
@@ -71,7 +75,7 @@ fn check_network(act: Activation, head: HeadKind, seed: u64) {
         }
     }
     let rows = 6;
-    let x: Vec<f32> = (0..rows * 7).map(|_| rng.uniform(-1.5, 1.5)).collect();
+    let x: Vec<f32> = (0..rows * encoder[0]).map(|_| rng.uniform(-1.5, 1.5)).collect();
     let targets = match head {
         HeadKind::Softmax => RefTargets::Classes((0..rows).map(|_| rng.below(4) as u32).collect()),
         HeadKind::Logistic => RefTargets::Values((0..rows * 4).map(|_| rng.below(2) as f32).collect()),
@@ -109,6 +113,15 @@ fn check_network(act: Activation, head: HeadKind, seed: u64) {
                 i - slot.offset
             );
         }
+    }
+}
+
+/// No hidden layers: the head alone on the input (a linear model; the federated job's probe head trains
+/// this way on the encoder's output).
+#[test]
+fn a_network_without_hidden_layers_matches_finite_differences() {
+    for head in [HeadKind::Softmax, HeadKind::Logistic, HeadKind::Linear] {
+        check_widths(&[7], Activation::Identity, head, 90);
     }
 }
 

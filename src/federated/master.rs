@@ -75,19 +75,56 @@ pub fn encoder_layout(net: &Network) -> Result<(ParamLayout, usize), JobError> {
 
 /// The master's own head on the shared encoder, fitted on the validation split each evaluation (the
 /// encoder frozen), then scored on the test split: how good the shared representation is.
+///
+/// The encoder does not change while the head trains, so each evaluation runs the validation and test
+/// sets through it once, and the head trains on those features alone. That gives the same updates as
+/// training the whole network with the encoder's gradient zeroed (as before session 5), without
+/// computing that gradient or running the encoder again every epoch.
 struct Probe {
+    /// The job's network: runs the encoder (the encoder's part of `params`).
     net: Network,
     params: Vec<f32>,
+    /// The head alone, over the encoder's output.
+    head_net: Network,
+    head: Vec<f32>,
     opt: Optimizer,
     encoder_len: usize,
     rng: SplitMix,
 }
 
+/// The encoder's output for every row of `split` (row after row) and the rows' labels.
+fn features(net: &Network, params: &[f32], split: &dyn Samples) -> Result<(Vec<f32>, Vec<u32>), JobError> {
+    let mut ws = net.workspace(1000);
+    let (mut x, mut y) = (Vec::new(), Vec::new());
+    let (mut feats, mut labels) = (Vec::new(), Vec::with_capacity(split.len()));
+    let indices: Vec<usize> = (0..split.len()).collect();
+    for chunk in indices.chunks(1000) {
+        split.fill_batch(chunk, &mut x, &mut y);
+        feats.extend_from_slice(net.encode(params, &x, &mut ws)?);
+        labels.extend_from_slice(&y);
+    }
+    Ok((feats, labels))
+}
+
 impl Probe {
-    fn new(net: Network, seed: u64, encoder_len: usize) -> Self {
+    fn new(net: Network, seed: u64, encoder_len: usize) -> Result<Self, JobError> {
         let params = net.init_params(seed ^ 0x0b5e).to_vec();
-        let opt = Optimizer::new(OptimizerKind::Sgd { lr: 0.1 }, params.len());
-        Self { net, params, opt, encoder_len, rng: SplitMix::new(seed ^ 0xe7a1) }
+        let width = net.encoder.last().map_or(net.input_dim(), |l| l.out_dim);
+        let head_net = Network::new(NetworkSpec {
+            encoder: vec![width],
+            activation: shoal_engine::kernels::Activation::Identity,
+            head: HeadKind::Softmax,
+            outputs: net.head.outputs(),
+        })?;
+        // The head starts from the values it has in the whole network's initialization.
+        let mut head = vec![0.0; head_net.layout.total_len()];
+        for name in ["head.weight", "head.bias"] {
+            let from = net.layout.find(name)?.range();
+            let to = head_net.layout.find(name)?.range();
+            head[to].copy_from_slice(&params[from]);
+        }
+        let opt = Optimizer::new(OptimizerKind::Sgd { lr: 0.1 }, head.len());
+        Ok(Self { net, params, head_net, head, opt, encoder_len, rng: SplitMix::new(seed ^ 0xe7a1) })
     }
 
     fn evaluate(
@@ -98,23 +135,38 @@ impl Probe {
         epochs: usize,
     ) -> Result<f64, JobError> {
         self.params[..self.encoder_len].copy_from_slice(encoder);
+        let width = self.head_net.input_dim();
         let batch = 100;
-        let mut ws = self.net.workspace(batch);
-        let mut grads = vec![0.0; self.params.len()];
-        let (mut x, mut y) = (Vec::new(), Vec::new());
-        let mut order: Vec<usize> = (0..val.len()).collect();
-        for _ in 0..epochs {
-            for i in (1..order.len()).rev() {
-                order.swap(i, self.rng.below(i + 1));
-            }
-            for chunk in order.chunks(batch) {
-                val.fill_batch(chunk, &mut x, &mut y);
-                self.net.loss_and_grad(&self.params, &x, Targets::Classes(&y), &mut ws, &mut grads)?;
-                grads[..self.encoder_len].fill(0.0); // the encoder is what is being judged: frozen
-                self.opt.step(&mut self.params, &grads);
+        let mut ws = self.head_net.workspace(batch);
+        let mut grads = vec![0.0; self.head.len()];
+        let (mut x, mut y) = (Vec::with_capacity(batch * width), Vec::with_capacity(batch));
+        if epochs > 0 {
+            let (feats, labels) = features(&self.net, &self.params, val)?;
+            let mut order: Vec<usize> = (0..labels.len()).collect();
+            for _ in 0..epochs {
+                for i in (1..order.len()).rev() {
+                    order.swap(i, self.rng.below(i + 1));
+                }
+                for chunk in order.chunks(batch) {
+                    x.clear();
+                    y.clear();
+                    for &r in chunk {
+                        x.extend_from_slice(&feats[r * width..(r + 1) * width]);
+                        y.push(labels[r]);
+                    }
+                    self.head_net.loss_and_grad(&self.head, &x, Targets::Classes(&y), &mut ws, &mut grads)?;
+                    self.opt.step(&mut self.head, &grads);
+                }
             }
         }
-        Ok(crate::demo::accuracy(&self.net, &self.params, test)?)
+        let (feats, labels) = features(&self.net, &self.params, test)?;
+        let mut pred = Vec::new();
+        let mut correct = 0usize;
+        for (rows, truth) in feats.chunks(1000 * width).zip(labels.chunks(1000)) {
+            self.head_net.predict_classes(&self.head, rows, &mut ws, &mut pred)?;
+            correct += pred.iter().zip(truth).filter(|(p, l)| p == l).count();
+        }
+        Ok(correct as f64 / labels.len().max(1) as f64)
     }
 }
 
@@ -188,7 +240,7 @@ pub fn run_master(
     }
 
     let mut rule = shoal_plugins::build_rule(&cfg.rule.name, &cfg.rule_options()?)?;
-    let mut probe = Probe::new(net, cfg.seed, encoder_len);
+    let mut probe = Probe::new(net, cfg.seed, encoder_len)?;
     // The round up to which the probe head has had its epochs (a resumed master starts a fresh probe).
     let mut probe_trained_to = start_round;
     let mut report = JobReport::new(cfg, start_round);
@@ -303,7 +355,7 @@ pub fn run_master(
     finish(&mut link, &members, &format!("finished after {} rounds", cfg.training.rounds));
     if cfg.eval.final_probe_epochs > 0 {
         // A head of its own for the final encoder, from the same initial values as the per-round probe.
-        let mut fitted = Probe::new(probe.net.clone(), cfg.seed, encoder_len);
+        let mut fitted = Probe::new(probe.net.clone(), cfg.seed, encoder_len)?;
         let accuracy = fitted.evaluate(&params[..encoder_len], typed.val, typed.test, cfg.eval.final_probe_epochs)?;
         report.fitted_accuracy = Some(accuracy);
         events(MasterEvent::Fitted { accuracy, epochs: cfg.eval.final_probe_epochs });

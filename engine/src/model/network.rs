@@ -12,7 +12,8 @@ use crate::kernels::activation::Activation;
 /// Shape of a network: encoder widths (input first), hidden activation, head.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NetworkSpec {
-    /// `[input, hidden1, hidden2, ...]`: the encoder maps `input` to the last width.
+    /// `[input, hidden1, hidden2, ...]`: the encoder maps `input` to the last width. `[input]` alone is a
+    /// network without hidden layers: the head on the input (a linear model).
     pub encoder: Vec<usize>,
     pub activation: Activation,
     pub head: HeadKind,
@@ -73,8 +74,8 @@ fn check_grads(params: &[f32], grads: &[f32]) -> Result<(), EngineError> {
 
 impl Network {
     pub fn new(spec: NetworkSpec) -> Result<Self, EngineError> {
-        if spec.encoder.len() < 2 {
-            return Err(EngineError::InvalidModel("the encoder needs an input width and at least one layer".into()));
+        if spec.encoder.is_empty() {
+            return Err(EngineError::InvalidModel("the encoder needs an input width".into()));
         }
         if spec.outputs == 0 {
             return Err(EngineError::InvalidModel("the head needs at least one output".into()));
@@ -132,18 +133,39 @@ impl Network {
 
     /// Runs the network on `x` (`rows x input`), returning the head's logits (`rows x outputs`).
     pub fn forward<'w>(&self, params: &[f32], x: &[f32], ws: &'w mut Workspace) -> Result<&'w [f32], EngineError> {
+        self.forward_through(params, x, ws, self.encoder.len() + 1)
+    }
+
+    /// Runs only the encoder on `x` (`rows x input`), returning the last hidden layer's activations
+    /// (`rows x width`): the representation a head on top of it sees. A network without hidden layers has
+    /// no encoder output and is refused.
+    pub fn encode<'w>(&self, params: &[f32], x: &[f32], ws: &'w mut Workspace) -> Result<&'w [f32], EngineError> {
+        if self.encoder.is_empty() {
+            return Err(EngineError::InvalidModel("the network has no hidden layer to encode with".into()));
+        }
+        self.forward_through(params, x, ws, self.encoder.len())
+    }
+
+    /// Runs the first `count` layers (the encoder's, then the head) and returns the last one's activations.
+    fn forward_through<'w>(
+        &self,
+        params: &[f32],
+        x: &[f32],
+        ws: &'w mut Workspace,
+        count: usize,
+    ) -> Result<&'w [f32], EngineError> {
         let rows = self.check_input(x)?;
         if ws.batch != rows {
             self.fit_workspace(ws, rows);
         }
-        let layers: Vec<&Dense> = self.encoder.iter().chain([&self.head.dense]).collect();
-        for (i, layer) in layers.iter().enumerate() {
+        let layers = self.encoder.iter().chain([&self.head.dense]).take(count);
+        for (i, layer) in layers.enumerate() {
             let (before, rest) = ws.layers.split_at_mut(i);
             let input: &[f32] = if i == 0 { x } else { &before[i - 1].a };
             let buf = &mut rest[0];
             layer.forward(&self.layout, params, input, &mut buf.z, &mut buf.a);
         }
-        Ok(&ws.layers.last().unwrap().a)
+        Ok(&ws.layers[count - 1].a)
     }
 
     /// Loss of the batch and its gradient w.r.t. every parameter, written (not added) into `grads`. The
