@@ -34,7 +34,7 @@ pub fn report() -> String {
     }
     let _ = writeln!(s, "rayon threads         {} (set RAYON_NUM_THREADS to change)", rayon::current_num_threads());
     let _ = writeln!(s, "bus protocol          {}.{}", shoal_bus::PROTOCOL_VERSION.0, shoal_bus::PROTOCOL_VERSION.1);
-    let _ = writeln!(s, "payload checksums     XXH3-64, {}", shoal_bus::checksum::label());
+    let _ = writeln!(s, "checksums             XXH3-64 (wire frames, store), {}", shoal_bus::checksum::label());
     let malloc = if shoal_bus::malloc::tuned() {
         format!(
             "glibc, tuned for large messages (mmap above {} MiB, trim above {} MiB)",
