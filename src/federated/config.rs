@@ -71,8 +71,8 @@ pub struct EncoderConfig {
     /// default: in the patent's method each child's head stays on the child.
     #[serde(default)]
     pub share_head: bool,
-    /// Where each round's private head starts: `common` (the default since session 5: the same values
-    /// for every child, drawn from the job's seed) or `child` (from the child's own seed, different for
+    /// Where each round's private head starts: `common` (the default: the same values for every child,
+    /// drawn from the job's seed) or `child` (from the child's own seed, different for
     /// every child and round). With `common` and no head warm-up the children's heads start aligned, so
     /// their encoder updates pull the same way: on a label-skewed split that is 96.9% against 95.8% at
     /// round 300, and it is better or equal on IID, under attack, with FedSGD and on Adult (see
@@ -151,8 +151,8 @@ pub struct TrainingConfig {
     pub fraction: f64,
     /// Fewest confirmed children (and updates per round) the job accepts.
     pub min_children: usize,
-    /// Epochs a child first trains its fresh head alone (encoder frozen) each round. 0 by default since
-    /// session 5: with a common head init the warm-up only slows the rounds (1 was the default with
+    /// Epochs a child first trains its fresh head alone (encoder frozen) each round. 0 by default: with a
+    /// common head init the warm-up only slows the rounds (earlier builds defaulted to 1, with
     /// `head_init = "child"`, whose scattered heads it settles before the encoder moves).
     pub head_warmup: usize,
 }

@@ -78,7 +78,7 @@ pub fn encoder_layout(net: &Network) -> Result<(ParamLayout, usize), JobError> {
 ///
 /// The encoder does not change while the head trains, so each evaluation runs the validation and test
 /// sets through it once, and the head trains on those features alone. That gives the same updates as
-/// training the whole network with the encoder's gradient zeroed (as before session 5), without
+/// training the whole network with the encoder's gradient zeroed (as earlier builds did), without
 /// computing that gradient or running the encoder again every epoch.
 struct Probe {
     /// The job's network: runs the encoder (the encoder's part of `params`).

@@ -2,8 +2,8 @@
 //! run.
 //!
 //! A master restarted on the same output folder resumes from the last committed round. If the job file
-//! changed in between, or a newer shoal resolved a default differently (session 5 changed
-//! `head_init`'s), the resumed rounds would silently follow other rules than the first ones. So when a run
+//! changed in between, or a newer shoal resolved a default differently (`head_init`'s changed once),
+//! the resumed rounds would silently follow other rules than the first ones. So when a run
 //! starts, the master writes `run-settings.txt` with every setting that decides what the run computes,
 //! resolved with its defaults. When it resumes, it compares them and refuses a difference, naming each
 //! changed setting. The number of rounds, the deadlines, the transport and the evaluation may change
