@@ -81,9 +81,7 @@ pub fn run(data: &Mnist, cfg: &DemoConfig, mut progress: impl FnMut(Event)) -> R
     let mut train_seconds = 0.0;
     let mut val_accuracy = 0.0;
     for epoch in 1..=cfg.epochs {
-        for i in (1..order.len()).rev() {
-            order.swap(i, rng.below(i + 1));
-        }
+        rng.shuffle(&mut order);
         progress(Event::EpochStart { epoch, batches });
         let start = Instant::now();
         let mut total = 0.0f64;

@@ -248,9 +248,7 @@ fn sparse(dir: &std::path::Path, rows: usize, dim: usize) -> String {
     let mut rng = SplitMix::new(42);
     let ids: Vec<u64> = (0..rows).map(|_| rng.next_u64()).collect();
     let mut order: Vec<usize> = (0..rows).collect();
-    for i in (1..rows).rev() {
-        order.swap(i, rng.below(i + 1));
-    }
+    rng.shuffle(&mut order);
     let updates = rows / 10;
     let (base_rss, _, _) = memory(&path);
     let row = 2 * dim;

@@ -12,7 +12,8 @@
 //! checksums [`checksum`] computes, and [`payload`], which writes a payload and its checksum in one pass;
 //! the ZeroMQ transport with zero-copy sends and bounded receives ([`transport`]), and the allocator
 //! settings for its large messages ([`malloc`]); CURVE keys and the ZAP allowlist for tcp ([`security`]);
-//! and the protocol machines, written without I/O so tests drive them on simulated time: handshake and liveness ([`session`]), in-order exactly-once delivery ([`reliable`]),
+//! and the protocol machines, written without I/O so tests drive them on simulated time: handshake and
+//! liveness ([`session`]), in-order exactly-once delivery ([`reliable`]),
 //! retries with idempotency keys ([`request`]). [`broadcast`] puts the reliable machine on PUB/SUB with
 //! snapshots and resends (the zguide's Clone pattern); [`fault`] injects loss, duplication and reordering
 //! in front of any of them.

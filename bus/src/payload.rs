@@ -2,10 +2,10 @@
 //!
 //! A frame's XXH3 covers every byte, so hashing a finished 16 MiB tensor reads back 16 MiB that left
 //! the core's caches as they were written: a second pass over memory on a path that is already bound by
-//! passes over memory (docs/benchmarks.md, "Bus"). [`PayloadBuilder`] writes the frame in 16 KiB pieces and hashes each piece right after it is written,
-//! while it is still in the core's L1, so the checksum adds no traffic to memory. [`describe`] stays for
-//! bytes that already exist; anything that produces a payload (a copy of parameters, a computed delta,
-//! bytes built by a generator) goes through the builder.
+//! passes over memory (docs/benchmarks.md, "Bus"). [`PayloadBuilder`] writes the frame in 16 KiB pieces
+//! and hashes each piece right after it is written, while it is still in the core's L1, so the checksum
+//! adds no traffic to memory. [`describe`] stays for bytes that already exist; anything that produces a
+//! payload (a copy of parameters, a computed delta, bytes built by a generator) goes through the builder.
 //!
 //! [`describe`]: crate::codec::describe
 

@@ -125,9 +125,7 @@ impl Adult {
 
         let mut order: Vec<usize> = (0..records.len()).collect();
         let mut rng = SplitMix::new(SPLIT_SEED);
-        for i in (1..order.len()).rev() {
-            order.swap(i, rng.below(i + 1));
-        }
+        rng.shuffle(&mut order);
         let n_train = records.len() * 7 / 10;
         let n_val = records.len() / 10;
         let (train_ids, rest) = order.split_at(n_train);

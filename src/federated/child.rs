@@ -292,9 +292,7 @@ impl Trainer {
         // frozen), so the joint epochs start from a head that matches it.
         for epoch in 0..self.head_warmup + self.epochs {
             let warmup = epoch < self.head_warmup;
-            for i in (1..order.len()).rev() {
-                order.swap(i, self.rng.below(i + 1));
-            }
+            self.rng.shuffle(&mut order);
             for chunk in order.chunks(batch) {
                 data.fill_batch(chunk, &mut x, &mut y);
                 let loss = self.net.loss_and_grad(&self.params, &x, Targets::Classes(&y), &mut ws, &mut grads)?;

@@ -41,9 +41,7 @@ pub fn child_specs(cfg: &JobConfig, data: &JobData) -> Vec<ChildSpec> {
     let mut ids: Vec<u32> = specs.iter().filter(|s| s.holds.kind() == cfg.encoder.kind).map(|s| s.id).collect();
     let attackers = (cfg.attack.fraction * ids.len() as f64).round() as usize;
     let mut rng = SplitMix::new(cfg.seed ^ 0xa77a_c4e5);
-    for i in (1..ids.len()).rev() {
-        ids.swap(i, rng.below(i + 1));
-    }
+    rng.shuffle(&mut ids);
     for id in &ids[..attackers] {
         specs[*id as usize - 1].noise = Some(cfg.attack.sigma);
     }

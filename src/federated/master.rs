@@ -144,9 +144,7 @@ impl Probe {
             let (feats, labels) = features(&self.net, &self.params, val)?;
             let mut order: Vec<usize> = (0..labels.len()).collect();
             for _ in 0..epochs {
-                for i in (1..order.len()).rev() {
-                    order.swap(i, self.rng.below(i + 1));
-                }
+                self.rng.shuffle(&mut order);
                 for chunk in order.chunks(batch) {
                     x.clear();
                     y.clear();
@@ -451,9 +449,7 @@ fn pick(confirmed: &BTreeMap<u32, u64>, cfg: &JobConfig, round: u64, attempt: u3
     let want =
         ((cfg.training.fraction * ids.len() as f64).ceil() as usize).max(cfg.training.min_children).min(ids.len());
     let mut rng = SplitMix::new(cfg.seed ^ round.wrapping_mul(0x9e37_79b9) ^ (attempt as u64) << 48);
-    for i in (1..ids.len()).rev() {
-        ids.swap(i, rng.below(i + 1));
-    }
+    rng.shuffle(&mut ids);
     ids.truncate(want);
     ids.sort_unstable();
     ids

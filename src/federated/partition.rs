@@ -4,18 +4,12 @@
 
 use shoal_engine::model::SplitMix;
 
-fn shuffle(v: &mut [usize], rng: &mut SplitMix) {
-    for i in (1..v.len()).rev() {
-        v.swap(i, rng.below(i + 1));
-    }
-}
-
 /// Each child's sample indices into `labels` (`children` lists, disjoint, covering every sample
 /// except the remainder of an uneven shard cut).
 pub fn partition(labels: &[u8], children: usize, how: &Partition, seed: u64) -> Vec<Vec<usize>> {
     let mut rng = SplitMix::new(seed ^ 0x9a27_17e0);
     let mut all: Vec<usize> = (0..labels.len()).collect();
-    shuffle(&mut all, &mut rng);
+    rng.shuffle(&mut all);
     match *how {
         Partition::Iid => {
             let mut out = vec![Vec::new(); children];
@@ -30,7 +24,7 @@ pub fn partition(labels: &[u8], children: usize, how: &Partition, seed: u64) -> 
             let shards = children * per_child;
             let size = all.len() / shards;
             let mut ids: Vec<usize> = (0..shards).collect();
-            shuffle(&mut ids, &mut rng);
+            rng.shuffle(&mut ids);
             ids.chunks(per_child)
                 .map(|mine| mine.iter().flat_map(|&s| all[s * size..(s + 1) * size].iter().copied()).collect())
                 .collect()

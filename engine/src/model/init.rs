@@ -33,6 +33,13 @@ impl SplitMix {
     pub fn below(&mut self, n: usize) -> usize {
         ((self.next_u64() as u128 * n as u128) >> 64) as usize
     }
+
+    /// Shuffles `v` in place (Fisher-Yates, from the back).
+    pub fn shuffle<T>(&mut self, v: &mut [T]) {
+        for i in (1..v.len()).rev() {
+            v.swap(i, self.below(i + 1));
+        }
+    }
 }
 
 /// He-uniform for ReLU-like activations, Glorot-uniform otherwise; biases zero.
