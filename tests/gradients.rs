@@ -307,3 +307,40 @@ fn wrong_target_counts_are_refused_on_both_paths() {
         assert!(p.iter().zip(params.iter()).all(|(a, b)| a == b), "a refused step changed the parameters");
     }
 }
+
+/// `encode` runs the encoder alone: the head of the same network on its output gives `forward`'s logits;
+/// the encoder's slots alone are enough parameters, fewer are refused, and so is a network without
+/// hidden layers.
+#[test]
+fn encode_is_the_encoder_part_of_forward() {
+    let net = Network::new(NetworkSpec {
+        encoder: vec![6, 9, 5],
+        activation: Activation::Tanh,
+        head: HeadKind::Linear,
+        outputs: 3,
+    })
+    .unwrap();
+    let params = net.init_params(5);
+    let mut rng = SplitMix::new(6);
+    let x: Vec<f32> = (0..4 * 6).map(|_| rng.uniform(-1.0, 1.0)).collect();
+    let mut ws = net.workspace(4);
+    let logits = net.forward(&params, &x, &mut ws).unwrap().to_vec();
+    let encoder_end = net.layout.find("encoder.1.bias").unwrap().range().end;
+    let feats = net.encode(&params[..encoder_end], &x, &mut ws).unwrap().to_vec();
+    let head = Network::new(NetworkSpec {
+        encoder: vec![5],
+        activation: Activation::Identity,
+        head: HeadKind::Linear,
+        outputs: 3,
+    })
+    .unwrap();
+    let mut head_params = vec![0.0; head.layout.total_len()];
+    for name in ["head.weight", "head.bias"] {
+        head_params[head.layout.find(name).unwrap().range()]
+            .copy_from_slice(&params[net.layout.find(name).unwrap().range()]);
+    }
+    let mut head_ws = head.workspace(4);
+    assert_eq!(head.forward(&head_params, &feats, &mut head_ws).unwrap(), &logits[..]);
+    assert!(net.encode(&params[..encoder_end - 1], &x, &mut ws).is_err(), "a cut encoder is refused");
+    assert!(head.encode(&head_params, &feats, &mut head_ws).is_err(), "no hidden layer, no encoding");
+}

@@ -81,14 +81,12 @@ pub fn encoder_layout(net: &Network) -> Result<(ParamLayout, usize), JobError> {
 /// training the whole network with the encoder's gradient zeroed (as earlier builds did), without
 /// computing that gradient or running the encoder again every epoch.
 struct Probe {
-    /// The job's network: runs the encoder (the encoder's part of `params`).
+    /// The job's network: runs the encoder it is given.
     net: Network,
-    params: Vec<f32>,
     /// The head alone, over the encoder's output.
     head_net: Network,
     head: Vec<f32>,
     opt: Optimizer,
-    encoder_len: usize,
     rng: SplitMix,
 }
 
@@ -107,8 +105,8 @@ fn features(net: &Network, params: &[f32], split: &dyn Samples) -> Result<(Vec<f
 }
 
 impl Probe {
-    fn new(net: Network, seed: u64, encoder_len: usize) -> Result<Self, JobError> {
-        let params = net.init_params(seed ^ 0x0b5e).to_vec();
+    fn new(net: Network, seed: u64) -> Result<Self, JobError> {
+        let params = net.init_params(seed ^ 0x0b5e);
         let width = net.encoder.last().map_or(net.input_dim(), |l| l.out_dim);
         let head_net = Network::new(NetworkSpec {
             encoder: vec![width],
@@ -124,7 +122,7 @@ impl Probe {
             head[to].copy_from_slice(&params[from]);
         }
         let opt = Optimizer::new(OptimizerKind::Sgd { lr: 0.1 }, head.len());
-        Ok(Self { net, params, head_net, head, opt, encoder_len, rng: SplitMix::new(seed ^ 0xe7a1) })
+        Ok(Self { net, head_net, head, opt, rng: SplitMix::new(seed ^ 0xe7a1) })
     }
 
     fn evaluate(
@@ -134,14 +132,13 @@ impl Probe {
         test: &dyn Samples,
         epochs: usize,
     ) -> Result<f64, JobError> {
-        self.params[..self.encoder_len].copy_from_slice(encoder);
         let width = self.head_net.input_dim();
         let batch = 100;
         let mut ws = self.head_net.workspace(batch);
         let mut grads = vec![0.0; self.head.len()];
         let (mut x, mut y) = (Vec::with_capacity(batch * width), Vec::with_capacity(batch));
         if epochs > 0 {
-            let (feats, labels) = features(&self.net, &self.params, val)?;
+            let (feats, labels) = features(&self.net, encoder, val)?;
             let mut order: Vec<usize> = (0..labels.len()).collect();
             for _ in 0..epochs {
                 self.rng.shuffle(&mut order);
@@ -157,7 +154,7 @@ impl Probe {
                 }
             }
         }
-        let (feats, labels) = features(&self.net, &self.params, test)?;
+        let (feats, labels) = features(&self.net, encoder, test)?;
         let mut pred = Vec::new();
         let mut correct = 0usize;
         for (rows, truth) in feats.chunks(1000 * width).zip(labels.chunks(1000)) {
@@ -238,7 +235,7 @@ pub fn run_master(
     }
 
     let mut rule = shoal_plugins::build_rule(&cfg.rule.name, &cfg.rule_options()?)?;
-    let mut probe = Probe::new(net, cfg.seed, encoder_len)?;
+    let mut probe = Probe::new(net, cfg.seed)?;
     // The round up to which the probe head has had its epochs (a resumed master starts a fresh probe).
     let mut probe_trained_to = start_round;
     let mut report = JobReport::new(cfg, start_round);
@@ -353,7 +350,7 @@ pub fn run_master(
     finish(&mut link, &members, &format!("finished after {} rounds", cfg.training.rounds));
     if cfg.eval.final_probe_epochs > 0 {
         // A head of its own for the final encoder, from the same initial values as the per-round probe.
-        let mut fitted = Probe::new(probe.net.clone(), cfg.seed, encoder_len)?;
+        let mut fitted = Probe::new(probe.net.clone(), cfg.seed)?;
         let accuracy = fitted.evaluate(&params[..encoder_len], typed.val, typed.test, cfg.eval.final_probe_epochs)?;
         report.fitted_accuracy = Some(accuracy);
         events(MasterEvent::Fitted { accuracy, epochs: cfg.eval.final_probe_epochs });

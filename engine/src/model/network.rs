@@ -137,11 +137,16 @@ impl Network {
     }
 
     /// Runs only the encoder on `x` (`rows x input`), returning the last hidden layer's activations
-    /// (`rows x width`): the representation a head on top of it sees. A network without hidden layers has
-    /// no encoder output and is refused.
+    /// (`rows x width`): the representation a head on top of it sees. The encoder's slots come first in
+    /// the layout, so `params` may be just them (a shared encoder without its head). A network without
+    /// hidden layers has no encoder output and is refused.
     pub fn encode<'w>(&self, params: &[f32], x: &[f32], ws: &'w mut Workspace) -> Result<&'w [f32], EngineError> {
-        if self.encoder.is_empty() {
+        let Some(last) = self.encoder.last() else {
             return Err(EngineError::InvalidModel("the network has no hidden layer to encode with".into()));
+        };
+        let end = self.layout.slot(last.bias).range().end;
+        if params.len() < end {
+            return Err(EngineError::Shape { what: "encoder parameters", expected: end, got: params.len() });
         }
         self.forward_through(params, x, ws, self.encoder.len())
     }
